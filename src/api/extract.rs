@@ -1,0 +1,184 @@
+//! Extractors that turn raw request parts into validated types and turn every
+//! rejection into an ARM error: JSON bodies, ARM path segments, api-version, and the
+//! base URL clients used (for absolute Location headers).
+
+use std::sync::LazyLock;
+
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Path, Request},
+    http::{StatusCode, request::Parts},
+    middleware::Next,
+    response::Response,
+};
+use regex::Regex;
+use serde::de::DeserializeOwned;
+
+use super::{AppState, error::ApiError};
+use crate::registries::RegistryKey;
+
+static API_VERSION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\d{4}-\d{2}-\d{2}(-preview)?$").expect("api-version regex"));
+static REGISTRY_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9]{5,50}$").expect("registry name regex"));
+static GROUP_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[-\w._()]{1,90}$").expect("resource group regex"));
+
+/// A JSON body parsed whatever its Content-Type (curl users forget it), with parse
+/// errors reported as `InvalidRequestContent`.
+pub struct ArmJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ArmJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::InvalidRequestContent("the body could not be read".to_owned())
+                }
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(Self)
+            .map_err(|error| ApiError::InvalidRequestContent(error.to_string()))
+    }
+}
+
+/// The `api-version` of the request, already checked by [`require_api_version`].
+#[derive(Debug, Clone)]
+pub struct ApiVersion(pub String);
+
+fn api_version_of(query: Option<&str>) -> Result<String, ApiError> {
+    let value = query
+        .into_iter()
+        .flat_map(|q| url::form_urlencoded::parse(q.as_bytes()))
+        .find(|(key, _)| key.eq_ignore_ascii_case("api-version"))
+        .map(|(_, value)| value.into_owned())
+        .ok_or(ApiError::MissingApiVersion)?;
+    if API_VERSION.is_match(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::InvalidApiVersion(value))
+    }
+}
+
+/// Middleware for ARM routes: a well-formed `api-version` query parameter is required.
+pub async fn require_api_version(mut request: Request, next: Next) -> Result<Response, ApiError> {
+    let version = api_version_of(request.uri().query())?;
+    request.extensions_mut().insert(ApiVersion(version));
+    Ok(next.run(request).await)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiVersion {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<ApiVersion>() {
+            Some(version) => Ok(version.clone()),
+            None => api_version_of(parts.uri.query()).map(ApiVersion),
+        }
+    }
+}
+
+/// Parses a subscription id segment.
+pub fn subscription_id(text: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(text).map_err(|_| ApiError::InvalidSubscriptionId(text.to_owned()))
+}
+
+/// Checks a resource group name segment.
+pub fn group_name(text: &str) -> Result<String, ApiError> {
+    if GROUP_NAME.is_match(text) && !text.ends_with('.') {
+        Ok(text.to_owned())
+    } else {
+        Err(ApiError::InvalidResourceName(text.to_owned()))
+    }
+}
+
+/// `/subscriptions/{sub}/resourceGroups/{rg}/…/registries/{name}`, validated.
+pub struct RegistryPath(pub RegistryKey);
+
+impl<S: Send + Sync> FromRequestParts<S> for RegistryPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path((subscription, group, name)) =
+            Path::<(String, String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::NotFound)?;
+        if !REGISTRY_NAME.is_match(&name) {
+            return Err(ApiError::InvalidResourceName(name));
+        }
+        Ok(Self(RegistryKey {
+            subscription: subscription_id(&subscription)?,
+            group: group_name(&group)?,
+            name,
+        }))
+    }
+}
+
+/// The scheme and authority clients reach ferry at, for absolute Location URLs:
+/// FERRY_PUBLIC_URL when configured, else X-Forwarded-Proto/Host, else Host.
+pub struct BaseUrl(pub String);
+
+impl FromRequestParts<AppState> for BaseUrl {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(url) = &state.public_url {
+            return Ok(Self(url.as_str().trim_end_matches('/').to_owned()));
+        }
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.split(',').next().unwrap_or_default().trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let scheme = match header("x-forwarded-proto").as_deref() {
+            Some("https") => "https",
+            Some("http") => "http",
+            _ if state.tls => "https",
+            _ => "http",
+        };
+        let host = header("x-forwarded-host")
+            .or_else(|| header("host"))
+            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+            .filter(|h| {
+                crate::operations::spec::parse_login_server(h).is_ok() || h.starts_with('[')
+            })
+            .unwrap_or_else(|| state.listen.to_string());
+        Ok(Self(format!("{scheme}://{host}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_versions_are_dates() {
+        assert_eq!(
+            api_version_of(Some("api-version=2025-11-01")).unwrap(),
+            "2025-11-01"
+        );
+        assert_eq!(
+            api_version_of(Some("a=1&API-VERSION=2026-09-01-preview")).unwrap(),
+            "2026-09-01-preview"
+        );
+        assert!(matches!(
+            api_version_of(None),
+            Err(ApiError::MissingApiVersion)
+        ));
+        assert!(matches!(
+            api_version_of(Some("api-version=latest")),
+            Err(ApiError::InvalidApiVersion(_))
+        ));
+    }
+}

@@ -1,0 +1,173 @@
+//! `POST …/registries/{name}/importImage`: validate, authorize, enqueue in one short
+//! transaction, answer 202 with the poll URL. The copy itself belongs to the worker,
+//! so a client that disconnects cannot cancel it.
+
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::post,
+};
+
+use super::{
+    AppState,
+    error::ApiError,
+    extract::{ApiVersion, ArmJson, BaseUrl, RegistryPath},
+    operations::poll_url,
+    registries::load,
+};
+use crate::{
+    auth::{Authorized, CanImport, Principal},
+    operations::{
+        OperationId,
+        spec::{ImportImageBody, SourceLocator, SourceRegistry, SpecError},
+        store::{self, NewOperation},
+    },
+    registries::{
+        NetworkRuleBypassOptions, PolicyStatus, PublicNetworkAccess, Registry, RegistryKey,
+    },
+};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route(
+        "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ContainerRegistry/registries/{name}/importImage",
+        post(import_image),
+    )
+}
+
+impl From<SpecError> for ApiError {
+    fn from(error: SpecError) -> Self {
+        Self::InvalidParameters {
+            target: error.target,
+            message: error.message,
+        }
+    }
+}
+
+async fn import_image(
+    State(state): State<AppState>,
+    Authorized(caller, ..): Authorized<CanImport>,
+    RegistryPath(key): RegistryPath,
+    ApiVersion(version): ApiVersion,
+    BaseUrl(base): BaseUrl,
+    ArmJson(body): ArmJson<ImportImageBody>,
+) -> Result<Response, ApiError> {
+    let target = load(&state, &caller, &key).await?;
+    let request = body.validate()?;
+    check_target_policy(&target)?;
+    let source = match &request.locator {
+        SourceLocator::Uri(host) => SourceRegistry::Uri { host: host.clone() },
+        SourceLocator::ResourceId(id) => resolve_source(&state, &caller, id).await?,
+    };
+    let id = OperationId::new();
+    let (spec, credentials) = request.into_spec(source);
+    let secret = credentials
+        .map(|c| state.sealer.seal(&c.to_plaintext(), id.0.as_bytes()))
+        .transpose()?;
+    let location = normalized_location(&target.location);
+    store::enqueue(
+        &state.pool,
+        NewOperation {
+            id,
+            subscription: key.subscription,
+            location: location.clone(),
+            registry: target.id,
+            spec,
+            secret,
+            created_by: caller.id.clone(),
+        },
+    )
+    .await?;
+    tracing::info!(op.id = %id, registry = %target.name, principal = %caller.id, "import queued");
+    let url = poll_url(&base, key.subscription, &location, id, &version);
+    let mut response = StatusCode::ACCEPTED.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::LOCATION,
+        HeaderValue::from_str(&url).map_err(anyhow::Error::from)?,
+    );
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    Ok(response)
+}
+
+/// ACR's rule: a registry closed to public networks must let trusted services
+/// through to receive an import.
+fn check_target_policy(target: &Registry) -> Result<(), ApiError> {
+    let props = &target.properties;
+    if props.public_network_access == PublicNetworkAccess::Disabled
+        && props.network_rule_bypass_options == NetworkRuleBypassOptions::None
+    {
+        return Err(ApiError::invalid(
+            "networkRuleBypassOptions",
+            format!(
+                "The target registry '{}' has public network access disabled and networkRuleBypassOptions set to None; allow trusted services (AzureServices) to import into it.",
+                target.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// ARM's normalised location: lowercase, no spaces ("West US" → "westus").
+fn normalized_location(location: &str) -> String {
+    location
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+/// Finds the registry a `resourceId` names, within the caller's tenant.
+async fn resolve_source(
+    state: &AppState,
+    caller: &Principal,
+    id: &str,
+) -> Result<SourceRegistry, ApiError> {
+    let not_found = || ApiError::ResourceNotFound(id.to_owned());
+    let segments: Vec<&str> = id.trim_matches('/').split('/').collect();
+    let [subs, sub, groups, group, providers, namespace, kind, name] = segments[..] else {
+        return Err(ApiError::invalid(
+            "source.resourceId",
+            "The resourceId is not a registry resource id.",
+        ));
+    };
+    let keywords = [
+        (subs, "subscriptions"),
+        (groups, "resourceGroups"),
+        (providers, "providers"),
+        (namespace, "Microsoft.ContainerRegistry"),
+        (kind, "registries"),
+    ];
+    if keywords
+        .iter()
+        .any(|(seen, want)| !seen.eq_ignore_ascii_case(want))
+    {
+        return Err(ApiError::invalid(
+            "source.resourceId",
+            "The resourceId is not a registry resource id.",
+        ));
+    }
+    let subscription = uuid::Uuid::parse_str(sub).map_err(|_| not_found())?;
+    let key = RegistryKey {
+        subscription,
+        group: group.to_owned(),
+        name: name.to_owned(),
+    };
+    let registry = crate::registries::store::find(&state.pool, caller.tenant, &key)
+        .await?
+        .ok_or_else(not_found)?;
+    if registry.properties.policies.export_policy.status == PolicyStatus::Disabled {
+        return Err(ApiError::invalid(
+            "source.resourceId",
+            format!(
+                "The source registry '{}' has its export policy disabled, so images cannot be imported from it.",
+                registry.name
+            ),
+        ));
+    }
+    Ok(SourceRegistry::Resource {
+        registry_id: registry.id,
+        login_server: registry.login_server,
+    })
+}

@@ -1,0 +1,62 @@
+//! The HTTP surface: one module per resource, each with a `router()`; this module
+//! merges them, puts authentication and api-version checks on the ARM routes, and
+//! wraps everything in the ARM error and header conventions.
+
+pub mod error;
+pub mod extract;
+mod health;
+mod imports;
+mod middleware;
+mod operations;
+mod registries;
+mod subscriptions;
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::Request,
+    middleware::{from_fn, from_fn_with_state},
+};
+use tower::Layer;
+use tower_http::trace::TraceLayer;
+
+pub use crate::app::AppState;
+use crate::auth;
+use error::ApiError;
+
+/// The largest request body ferry reads.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// All routes with their layers, before path normalisation.
+pub fn router(state: AppState) -> Router {
+    let arm = Router::new()
+        .merge(subscriptions::router())
+        .merge(registries::router())
+        .merge(imports::router())
+        .merge(operations::router())
+        .route_layer(from_fn(extract::require_api_version))
+        .route_layer(from_fn_with_state(
+            state.verifier.clone(),
+            auth::authenticate,
+        ));
+    Router::new()
+        .merge(arm)
+        .merge(health::router())
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(TraceLayer::new_for_http())
+        .layer(from_fn(middleware::arm_headers))
+        .with_state(state)
+}
+
+/// The router behind path normalisation.
+pub type Normalized<B> = tower::util::MapRequest<Router, fn(Request<B>) -> Request<B>>;
+
+/// The service to serve: the router behind case-insensitive ARM path matching.
+pub fn service<B>(state: AppState) -> Normalized<B> {
+    tower::util::MapRequestLayer::new(
+        middleware::normalize_path::<B> as fn(Request<B>) -> Request<B>,
+    )
+    .layer(router(state))
+}

@@ -1,0 +1,100 @@
+//! The poll URL of an import: 202 while queued or running, 200 when it succeeded,
+//! an ARM error (400) saying why when it failed, 404 when unknown.
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::json;
+
+use super::{
+    AppState,
+    error::ApiError,
+    extract::{ApiVersion, BaseUrl, subscription_id},
+};
+use crate::{
+    auth::{Authorized, CanRead},
+    operations::{OperationId, OperationStatus, store},
+};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route(
+        "/subscriptions/{sub}/providers/Microsoft.ContainerRegistry/locations/{location}/operationResults/{id}",
+        get(poll),
+    )
+}
+
+fn operation_path(subscription: uuid::Uuid, location: &str, id: OperationId) -> String {
+    format!(
+        "/subscriptions/{subscription}/providers/Microsoft.ContainerRegistry/locations/{location}/operationResults/{id}"
+    )
+}
+
+/// The absolute URL clients poll for an operation.
+pub(super) fn poll_url(
+    base: &str,
+    subscription: uuid::Uuid,
+    location: &str,
+    id: OperationId,
+    version: &str,
+) -> String {
+    let version: String = url::form_urlencoded::byte_serialize(version.as_bytes()).collect();
+    format!(
+        "{base}{}?api-version={version}",
+        operation_path(subscription, location, id)
+    )
+}
+
+async fn poll(
+    State(state): State<AppState>,
+    Authorized(caller, ..): Authorized<CanRead>,
+    Path((sub, location, id)): Path<(String, String, String)>,
+    ApiVersion(version): ApiVersion,
+    BaseUrl(base): BaseUrl,
+) -> Result<Response, ApiError> {
+    let subscription = subscription_id(&sub)?;
+    let not_found = || ApiError::OperationNotFound(id.clone());
+    let op_id = uuid::Uuid::parse_str(&id)
+        .map(OperationId)
+        .map_err(|_| not_found())?;
+    let op = store::find(&state.pool, caller.tenant, subscription, op_id)
+        .await?
+        .ok_or_else(not_found)?;
+    let body = |status: &str| {
+        json!({
+            "id": operation_path(subscription, &location, op.id),
+            "name": op.id.to_string(),
+            "status": status,
+            "startTime": op.created_at,
+            "endTime": op.finished_at,
+            "properties": { "progress": op.progress },
+        })
+    };
+    match op.status {
+        OperationStatus::Queued | OperationStatus::Running => {
+            let mut response = (StatusCode::ACCEPTED, Json(body("InProgress"))).into_response();
+            let url = poll_url(&base, subscription, &location, op.id, &version);
+            let headers = response.headers_mut();
+            headers.insert(
+                header::LOCATION,
+                HeaderValue::from_str(&url).map_err(anyhow::Error::from)?,
+            );
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Ok(response)
+        }
+        OperationStatus::Succeeded => Ok((StatusCode::OK, Json(body("Succeeded"))).into_response()),
+        OperationStatus::Failed => {
+            let (code, message) = op
+                .failure
+                .unwrap_or((crate::operations::FailureCode::ImportFailed, String::new()));
+            Err(ApiError::OperationFailed {
+                id: op.id.0,
+                code,
+                message,
+            })
+        }
+    }
+}

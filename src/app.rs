@@ -1,0 +1,146 @@
+//! Wiring: shared state, the HTTP server (plain or TLS) and the worker pool, started
+//! together and shut down in order on SIGTERM/SIGINT.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use axum::ServiceExt;
+use axum_server::{Handle, tls_rustls::RustlsConfig};
+use sqlx::PgPool;
+
+use crate::{
+    api,
+    auth::TokenVerifier,
+    config::ServeConfig,
+    crypto::Sealer,
+    db::Database,
+    registry_client::RegistryClient,
+    worker::{Worker, WorkerSettings, pool::WorkerPool},
+};
+
+/// What every request handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub verifier: Arc<TokenVerifier>,
+    pub sealer: Arc<Sealer>,
+    pub public_url: Option<url::Url>,
+    pub tls: bool,
+    pub listen: SocketAddr,
+}
+
+/// A started ferry: server and workers running.
+#[derive(Debug)]
+pub struct RunningApp {
+    /// The address the server is bound to (useful with port 0).
+    pub addr: SocketAddr,
+    /// A worker tests can drive one step at a time.
+    pub worker: Worker,
+    handle: Handle<SocketAddr>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    workers: WorkerPool,
+}
+
+impl RunningApp {
+    /// Binds the server and starts `config.workers` workers on `pool`.
+    pub async fn start(config: &ServeConfig, pool: PgPool) -> anyhow::Result<Self> {
+        let sealer = Arc::new(Sealer::load(
+            config.encryption_key.as_ref(),
+            &config.database.data_dir,
+        )?);
+        let state = AppState {
+            pool: pool.clone(),
+            verifier: Arc::new(TokenVerifier::hs256(&config.jwt_secret)?),
+            sealer: sealer.clone(),
+            public_url: config.public_url.clone(),
+            tls: config.tls_cert.is_some(),
+            listen: config.listen,
+        };
+        let client = RegistryClient::new(&config.insecure_registries)?;
+        let settings = WorkerSettings {
+            blob_concurrency: config.blob_concurrency,
+            ..WorkerSettings::default()
+        };
+        let worker = Worker::new(pool.clone(), client, sealer, settings);
+
+        let service = api::service(state).into_make_service();
+        let handle = Handle::new();
+        let server = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                let tls = RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .context("loading FERRY_TLS_CERT / FERRY_TLS_KEY")?;
+                tokio::spawn(
+                    axum_server::bind_rustls(config.listen, tls)
+                        .handle(handle.clone())
+                        .serve(service),
+                )
+            }
+            _ => tokio::spawn(
+                axum_server::bind(config.listen)
+                    .handle(handle.clone())
+                    .serve(service),
+            ),
+        };
+        let Some(addr) = handle.listening().await else {
+            let error = server.await.context("server task")?.err();
+            anyhow::bail!("could not listen on {}: {error:?}", config.listen);
+        };
+        let workers = WorkerPool::start(pool, &worker, config.workers);
+        let scheme = if config.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(%addr, scheme, workers = config.workers, "ferry is serving");
+        Ok(Self {
+            addr,
+            worker,
+            handle,
+            server,
+            workers,
+        })
+    }
+
+    /// Stops accepting requests, lets in-flight ones finish, then stops the workers.
+    pub async fn shutdown(self, grace: Duration) {
+        self.handle.graceful_shutdown(Some(grace));
+        if let Ok(Err(error)) = self.server.await {
+            tracing::warn!(error = %error, "server stopped with an error");
+        }
+        self.workers.shutdown(grace).await;
+    }
+}
+
+/// `ferry serve`: open the database, run until a signal, shut down cleanly.
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let connections = u32::try_from(config.workers * 2 + 10).unwrap_or(50);
+    let database = Database::open(&config.database, connections).await?;
+    let running = match RunningApp::start(&config, database.pool.clone()).await {
+        Ok(running) => running,
+        Err(error) => {
+            database.close().await;
+            return Err(error);
+        }
+    };
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown(Duration::from_secs(30)).await;
+    database.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = interrupt => {}
+        () = async {
+            match terminate.as_mut() {
+                Some(signal) => { signal.recv().await; }
+                None => std::future::pending().await,
+            }
+        } => {}
+    }
+}

@@ -1,0 +1,23 @@
+//! ferry: imports container images between OCI registries through an
+//! ARM-compatible `importImage` API, with Postgres as the durable work queue.
+
+/// The HTTP surface: routes, extractors, the ARM error envelope.
+pub mod api;
+/// Shared state, server and worker start-up and shutdown.
+pub mod app;
+/// Bearer tokens, roles, and the authorization extractors.
+pub mod auth;
+/// Command-line and environment configuration.
+pub mod config;
+/// AES-256-GCM sealing of stored credentials.
+pub mod crypto;
+/// Database connection, migrations and the embedded cluster.
+pub mod db;
+/// Import operations: ids, status, specs, and the API-side SQL.
+pub mod operations;
+/// Registry resources and their SQL.
+pub mod registries;
+/// ferry's OCI distribution client.
+pub mod registry_client;
+/// The queue consumer that runs imports.
+pub mod worker;

@@ -1,0 +1,176 @@
+//! The queue's SQL: claim one ready operation under a lease, extend it, and end it.
+//! Every write after the claim is fenced with `lease_owner`, so a worker that lost
+//! its lease (and whose operation was rescued) can no longer change anything.
+
+use std::time::Duration;
+
+use sqlx::{PgPool, types::Json};
+use uuid::Uuid;
+
+use crate::{
+    crypto::Sealed,
+    operations::{FailureCode, OperationId, Progress, spec::ImportSpec},
+};
+
+/// An operation this worker now holds.
+#[derive(Debug)]
+pub struct Claimed {
+    pub id: OperationId,
+    pub spec: ImportSpec,
+    pub registry: Option<Uuid>,
+    pub attempts: i32,
+    pub max_attempts: i32,
+}
+
+fn seconds(duration: Duration) -> f64 {
+    duration.as_secs_f64()
+}
+
+/// Claims the oldest ready operation, skipping rows other workers have locked.
+pub async fn claim(pool: &PgPool, owner: Uuid, lease: Duration) -> sqlx::Result<Option<Claimed>> {
+    let row = sqlx::query!(
+        r#"update operations
+           set status = 'running', lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2),
+               attempts = attempts + 1, started_at = coalesce(started_at, now())
+           where id = (select id from operations
+                       where status = 'queued' and run_after <= now()
+                       order by run_after, created_at
+                       for update skip locked
+                       limit 1)
+           returning id, spec as "spec: Json<ImportSpec>", registry_id, attempts, max_attempts"#,
+        owner,
+        seconds(lease)
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| Claimed {
+        id: OperationId(r.id),
+        spec: r.spec.0,
+        registry: r.registry_id,
+        attempts: r.attempts,
+        max_attempts: r.max_attempts,
+    }))
+}
+
+/// Extends the lease and records progress; false when the lease is no longer ours.
+pub async fn heartbeat(
+    pool: &PgPool,
+    id: OperationId,
+    owner: Uuid,
+    lease: Duration,
+    progress: &Progress,
+) -> sqlx::Result<bool> {
+    let result = sqlx::query!(
+        r#"update operations set lease_expires_at = now() + make_interval(secs => $3), progress = $4
+           where id = $1 and lease_owner = $2 and status = 'running'"#,
+        id.0,
+        owner,
+        seconds(lease),
+        Json(progress) as _
+    )
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// How a held operation ends.
+#[derive(Debug)]
+pub enum Outcome {
+    Succeeded,
+    Failed(FailureCode, String),
+    /// A transient failure: back to the queue after a backoff computed in SQL.
+    Retry(FailureCode, String),
+}
+
+/// Ends (or re-queues) an operation; its sealed source credentials go in the same
+/// transaction when it becomes terminal. False when the lease was lost.
+pub async fn finish(
+    pool: &PgPool,
+    id: OperationId,
+    owner: Uuid,
+    outcome: &Outcome,
+    progress: &Progress,
+) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    let (status, code, message) = match outcome {
+        Outcome::Succeeded => ("succeeded", None, None),
+        Outcome::Failed(code, message) => ("failed", Some(code.as_str()), Some(message.as_str())),
+        Outcome::Retry(code, message) => ("queued", Some(code.as_str()), Some(message.as_str())),
+    };
+    let result = sqlx::query!(
+        r#"update operations
+           set status = $3::text::operation_status, lease_owner = null, lease_expires_at = null,
+               error_code = $4, error_message = $5, progress = $6,
+               finished_at = case when $3 = 'queued' then null else now() end,
+               run_after = case when $3 = 'queued'
+                   then now() + least(interval '2 seconds' * power(2, attempts - 1), interval '5 minutes')
+                   else run_after end
+           where id = $1 and lease_owner = $2 and status = 'running'"#,
+        id.0,
+        owner,
+        status,
+        code,
+        message,
+        Json(progress) as _
+    )
+    .execute(&mut *tx)
+    .await?;
+    if result.rows_affected() != 1 {
+        return Ok(false);
+    }
+    if status != "queued" {
+        sqlx::query!(
+            "delete from operation_secrets where operation_id = $1",
+            id.0
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Returns operations whose lease expired (their worker died) to the queue, or
+/// fails them when they have used all their attempts. Returns how many it touched.
+pub async fn rescue(pool: &PgPool) -> sqlx::Result<u64> {
+    let rows = sqlx::query_scalar!(
+        r#"with rescued as (
+               update operations
+               set status = case when attempts >= max_attempts then 'failed' else 'queued' end::operation_status,
+                   lease_owner = null, lease_expires_at = null,
+                   error_code = case when attempts >= max_attempts then 'ImportFailed' else error_code end,
+                   error_message = case when attempts >= max_attempts
+                       then 'The import was interrupted too many times.' else error_message end,
+                   finished_at = case when attempts >= max_attempts then now() end
+               where status = 'running' and lease_expires_at < now()
+               returning id, status
+           ), cleaned as (
+               delete from operation_secrets where operation_id in (select id from rescued where status = 'failed')
+           )
+           select count(*) as "count!" from rescued"#
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(u64::try_from(rows).unwrap_or(0))
+}
+
+/// The sealed source credentials given with an operation, if any.
+pub async fn operation_secret(pool: &PgPool, id: OperationId) -> sqlx::Result<Option<Sealed>> {
+    sqlx::query_as!(
+        Sealed,
+        "select key_id, nonce, ciphertext from operation_secrets where operation_id = $1",
+        id.0
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// The login server of a registry resource, if it still exists.
+pub async fn login_server(pool: &PgPool, registry: Uuid) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar!(
+        "select login_server from registries where id = $1",
+        registry
+    )
+    .fetch_optional(pool)
+    .await
+}

@@ -1,0 +1,270 @@
+//! The worker: claims operations from the Postgres queue, runs each copy under a
+//! heartbeated lease, and records exactly one outcome. [`Worker::run_once`] is the
+//! deterministic step tests drive; [`pool`] runs several of them continuously.
+
+pub mod copy;
+pub mod lease;
+pub mod pool;
+
+use std::{
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::Context;
+use futures_util::FutureExt;
+use sqlx::PgPool;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::{
+    crypto::{Sealed, Sealer},
+    operations::{
+        FailureCode, Progress,
+        spec::{Credentials, SourceRegistry, docker_hub_api_host},
+    },
+    registries,
+    registry_client::RegistryClient,
+};
+use copy::{CopyError, CopyJob};
+use lease::{Claimed, Outcome};
+
+/// Tunables of the queue and the copy.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub lease: Duration,
+    pub heartbeat: Duration,
+    pub blob_concurrency: usize,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(10),
+            blob_concurrency: 6,
+        }
+    }
+}
+
+/// One worker: a lease owner identity plus what it needs to copy.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pool: PgPool,
+    client: RegistryClient,
+    sealer: Arc<Sealer>,
+    settings: WorkerSettings,
+    owner: Uuid,
+}
+
+impl Worker {
+    /// A worker with a fresh owner id.
+    pub fn new(
+        pool: PgPool,
+        client: RegistryClient,
+        sealer: Arc<Sealer>,
+        settings: WorkerSettings,
+    ) -> Self {
+        Self {
+            pool,
+            client,
+            sealer,
+            settings,
+            owner: Uuid::new_v4(),
+        }
+    }
+
+    /// Rescues expired leases, then claims and runs at most one operation.
+    /// Returns whether it ran one.
+    pub async fn run_once(&self) -> anyhow::Result<bool> {
+        let rescued = lease::rescue(&self.pool)
+            .await
+            .context("rescuing expired leases")?;
+        if rescued > 0 {
+            tracing::warn!(rescued, "re-queued operations whose lease expired");
+        }
+        let Some(job) = lease::claim(&self.pool, self.owner, self.settings.lease)
+            .await
+            .context("claiming")?
+        else {
+            return Ok(false);
+        };
+        let span = tracing::info_span!("import", op.id = %job.id, attempt = job.attempts);
+        self.run(job).instrument(span).await?;
+        Ok(true)
+    }
+
+    async fn run(&self, job: Claimed) -> anyhow::Result<()> {
+        tracing::info!("import started");
+        let progress = Arc::new(Mutex::new(Progress::default()));
+        let work = AssertUnwindSafe(self.execute(&job, progress.clone())).catch_unwind();
+        let result = tokio::select! {
+            result = work => result,
+            () = self.keep_lease(&job, &progress) => {
+                tracing::warn!("lease lost; abandoning the copy to its new owner");
+                return Ok(());
+            }
+        };
+        let outcome = match result {
+            Ok(Ok(())) => Outcome::Succeeded,
+            Ok(Err(error)) if error.transient && job.attempts < job.max_attempts => {
+                tracing::warn!(
+                    code = error.code.as_str(),
+                    error = error.message,
+                    "import failed; will retry"
+                );
+                Outcome::Retry(error.code, error.message)
+            }
+            Ok(Err(error)) => Outcome::Failed(error.code, error.message),
+            Err(_panic) => {
+                tracing::error!("import panicked");
+                let message = "The import stopped on an internal error.".to_owned();
+                if job.attempts < job.max_attempts {
+                    Outcome::Retry(FailureCode::ImportFailed, message)
+                } else {
+                    Outcome::Failed(FailureCode::ImportFailed, message)
+                }
+            }
+        };
+        let snapshot = progress.lock().expect("progress lock").clone();
+        if !lease::finish(&self.pool, job.id, self.owner, &outcome, &snapshot).await? {
+            tracing::warn!("lease lost before the outcome was recorded");
+            return Ok(());
+        }
+        match &outcome {
+            Outcome::Failed(code, message) => {
+                tracing::warn!(code = code.as_str(), message, "import failed")
+            }
+            outcome => tracing::info!(?outcome, "import finished"),
+        }
+        Ok(())
+    }
+
+    /// Writes progress about once a second and extends the lease; returns only when
+    /// the lease is lost.
+    async fn keep_lease(&self, job: &Claimed, progress: &Mutex<Progress>) {
+        let mut written = Progress::default();
+        let mut since_beat = Duration::ZERO;
+        let tick = Duration::from_secs(1).min(self.settings.heartbeat);
+        loop {
+            tokio::time::sleep(tick).await;
+            since_beat += tick;
+            let current = progress.lock().expect("progress lock").clone();
+            if current == written && since_beat < self.settings.heartbeat {
+                continue;
+            }
+            match lease::heartbeat(
+                &self.pool,
+                job.id,
+                self.owner,
+                self.settings.lease,
+                &current,
+            )
+            .await
+            {
+                Ok(true) => {
+                    written = current;
+                    since_beat = Duration::ZERO;
+                }
+                Ok(false) => return,
+                Err(error) => tracing::warn!(error = %error, "heartbeat failed; retrying"),
+            }
+        }
+    }
+
+    async fn execute(
+        &self,
+        job: &Claimed,
+        progress: Arc<Mutex<Progress>>,
+    ) -> Result<(), CopyError> {
+        let internal = |error: anyhow::Error| {
+            tracing::error!(error = format!("{error:#}"), "preparing the import failed");
+            CopyError {
+                code: FailureCode::ImportFailed,
+                message: "The import could not be prepared.".into(),
+                transient: true,
+            }
+        };
+        let registry_gone = || {
+            CopyError::permanent(
+                FailureCode::RegistryNotFound,
+                "The target registry no longer exists.",
+            )
+        };
+        let target_id = job.registry.ok_or_else(registry_gone)?;
+        let target_host = lease::login_server(&self.pool, target_id)
+            .await
+            .map_err(|e| internal(e.into()))?
+            .ok_or_else(registry_gone)?;
+        let target_credentials = self
+            .registry_credentials(target_id)
+            .await
+            .map_err(internal)?;
+        let target = self.client.registry(&target_host, target_credentials);
+
+        let spec = &job.spec;
+        let (source, source_repository) = match &spec.source_registry {
+            SourceRegistry::Uri { host } => {
+                let credentials = match lease::operation_secret(&self.pool, job.id)
+                    .await
+                    .map_err(|e| internal(e.into()))?
+                {
+                    Some(sealed) => Some(self.open(&sealed, job.id.0).map_err(internal)?),
+                    None => None,
+                };
+                match docker_hub_api_host(host) {
+                    Some(hub) => (
+                        self.client.registry(hub, credentials),
+                        spec.source_image.repository.clone().for_docker_hub(),
+                    ),
+                    None => (
+                        self.client.registry(host, credentials),
+                        spec.source_image.repository.clone(),
+                    ),
+                }
+            }
+            SourceRegistry::Resource { registry_id, .. } => {
+                let gone = || {
+                    CopyError::permanent(
+                        FailureCode::ImageNotFound,
+                        "The source registry no longer exists.",
+                    )
+                };
+                let host = lease::login_server(&self.pool, *registry_id)
+                    .await
+                    .map_err(|e| internal(e.into()))?
+                    .ok_or_else(gone)?;
+                let credentials = self
+                    .registry_credentials(*registry_id)
+                    .await
+                    .map_err(internal)?;
+                (
+                    self.client.registry(&host, credentials),
+                    spec.source_image.repository.clone(),
+                )
+            }
+        };
+        let job = CopyJob {
+            spec,
+            source,
+            source_repository,
+            target,
+            concurrency: self.settings.blob_concurrency,
+            progress,
+        };
+        job.run().await
+    }
+
+    async fn registry_credentials(&self, registry: Uuid) -> anyhow::Result<Option<Credentials>> {
+        match registries::store::credentials(&self.pool, registry).await? {
+            Some(sealed) => Ok(Some(self.open(&sealed, registry)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn open(&self, sealed: &Sealed, owner: Uuid) -> anyhow::Result<Credentials> {
+        let plaintext = self.sealer.open(sealed, owner.as_bytes())?;
+        Ok(serde_json::from_slice(&plaintext)?)
+    }
+}

@@ -1,0 +1,228 @@
+//! The test harness: the real ferry app on port 0 against a fresh Postgres database
+//! and two real distribution registries, a token minter, and one helper method per
+//! endpoint.
+
+pub mod images;
+pub mod registry;
+
+use std::time::Duration;
+
+use ferry::{
+    app::RunningApp,
+    config::{DatabaseConfig, LogFormat, ServeConfig},
+    registry_client::{Registry, RegistryClient},
+};
+use reqwest::{Method, Response};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+pub use registry::TestRegistry;
+
+pub const API: &str = "api-version=2025-11-01";
+pub const SECRET: &str = "test-secret-for-ferry-integration-tests";
+pub const ALL_ROLES: &[&str] = &[
+    "ContainerRegistryContributor",
+    "ContainerRegistryDataImporter",
+    "ContainerRegistryDataReader",
+];
+
+/// A running ferry with its own database and two registries.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub pool: PgPool,
+    pub tenant: Uuid,
+    pub subscription: Uuid,
+    pub token: String,
+    pub source: TestRegistry,
+    pub target: TestRegistry,
+    pub app: RunningApp,
+    pub client: RegistryClient,
+    _dir: tempfile::TempDir,
+}
+
+/// A fresh database on the test cluster (TEST_DATABASE_URL, started by .ci/run).
+pub async fn fresh_database() -> PgPool {
+    let url = std::env::var("TEST_DATABASE_URL")
+        .expect("TEST_DATABASE_URL must point at a Postgres server (bash .ci/run starts one)");
+    let name = format!("ferry_test_{}", Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&url).await.unwrap();
+    sqlx::query(&format!("create database {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(10)
+        .connect(&format!("{base}/{name}"))
+        .await
+        .unwrap();
+    ferry::db::MIGRATOR.run(&pool).await.unwrap();
+    pool
+}
+
+/// Starts ferry with `workers` background workers (0: drive `app.worker` by hand).
+pub async fn spawn_app(workers: usize) -> TestApp {
+    let (source, target) = tokio::join!(TestRegistry::start(), TestRegistry::start());
+    let pool = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServeConfig {
+        database: DatabaseConfig {
+            database_url: None,
+            data_dir: dir.path().to_owned(),
+        },
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls_cert: None,
+        tls_key: None,
+        public_url: None,
+        jwt_secret: SecretString::from(SECRET),
+        encryption_key: Some(SecretString::from("11".repeat(32))),
+        workers,
+        insecure_registries: vec![source.host.clone(), target.host.clone()],
+        blob_concurrency: 6,
+        log_format: LogFormat::Text,
+    };
+    let app = RunningApp::start(&config, pool.clone()).await.unwrap();
+    let tenant = Uuid::new_v4();
+    let roles: Vec<String> = ALL_ROLES.iter().map(|r| r.to_string()).collect();
+    let token = mint(tenant, &roles);
+    let client = RegistryClient::new(&config.insecure_registries).unwrap();
+    TestApp {
+        base: format!("http://{}", app.addr),
+        http: reqwest::Client::new(),
+        pool,
+        tenant,
+        subscription: Uuid::new_v4(),
+        token,
+        source,
+        target,
+        app,
+        client,
+        _dir: dir,
+    }
+}
+
+/// A token for `tenant` with `roles`, valid for an hour.
+pub fn mint(tenant: Uuid, roles: &[String]) -> String {
+    ferry::auth::mint_token(
+        &SecretString::from(SECRET),
+        tenant,
+        roles,
+        Duration::from_secs(3600),
+        "tester",
+    )
+    .unwrap()
+}
+
+impl TestApp {
+    pub fn registry_path(&self, name: &str) -> String {
+        format!(
+            "/subscriptions/{}/resourceGroups/rg1/providers/Microsoft.ContainerRegistry/registries/{name}",
+            self.subscription
+        )
+    }
+
+    /// Sends a request with the default token (or `token`) and an optional JSON body.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, url);
+        if let Some(token) = token.or(Some(&self.token)).filter(|t| !t.is_empty()) {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// PUT a registry bound to `login_server`.
+    pub async fn put_registry(&self, name: &str, login_server: &str) -> Response {
+        let body = json!({ "location": "westus", "sku": { "name": "Standard" }, "properties": { "loginServer": login_server } });
+        self.request(
+            Method::PUT,
+            &format!("{}?{API}", self.registry_path(name)),
+            None,
+            Some(body),
+        )
+        .await
+    }
+
+    /// Creates the usual target registry `target1` bound to the target registry.
+    pub async fn create_target(&self) {
+        let response = self
+            .put_registry("target1", &self.target.host.clone())
+            .await;
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    }
+
+    /// POST importImage on `registry` with `body`.
+    pub async fn import(&self, registry: &str, body: Value) -> Response {
+        self.request(
+            Method::POST,
+            &format!("{}/importImage?{API}", self.registry_path(registry)),
+            None,
+            Some(body),
+        )
+        .await
+    }
+
+    /// Imports and returns the absolute poll URL (asserting the 202 contract).
+    pub async fn start_import(&self, body: Value) -> String {
+        let response = self.import("target1", body).await;
+        assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+        assert_eq!(response.headers()["retry-after"], "1");
+        let location = response.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.starts_with(&self.base), "{location}");
+        assert!(response.bytes().await.unwrap().is_empty());
+        location
+    }
+
+    /// GETs an absolute poll URL.
+    pub async fn poll(&self, location: &str) -> Response {
+        self.http
+            .get(location)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Polls until the operation leaves 202; returns the final response.
+    pub async fn wait(&self, location: &str) -> (u16, Value) {
+        for _ in 0..600 {
+            let response = self.poll(location).await;
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            if status != 202 {
+                return (status, body);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("operation did not finish: {location}");
+    }
+
+    pub fn source_registry(&self) -> Registry {
+        self.client.registry(&self.source.host, None)
+    }
+
+    pub fn target_registry(&self) -> Registry {
+        self.client.registry(&self.target.host, None)
+    }
+
+    /// Number of operations stored.
+    pub async fn operation_count(&self) -> i64 {
+        sqlx::query_scalar("select count(*) from operations")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}

@@ -1,0 +1,16 @@
+//! ferry's integration tests: the real service against real Postgres and real
+//! distribution registries on 127.0.0.1.
+
+#![expect(
+    unreachable_pub,
+    reason = "helpers are shared between test modules of one binary"
+)]
+
+mod auth;
+mod contract;
+mod embedded;
+mod helpers;
+mod imports;
+mod registries;
+mod sdk;
+mod validation;
