@@ -43,8 +43,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ArmJson<T> {
             })?;
         serde_json::from_slice(&bytes)
             .map(Self)
-            .map_err(|error| ApiError::InvalidRequestContent(error.to_string()))
+            .map_err(|error| ApiError::InvalidRequestContent(client_message(&error)))
     }
+}
+
+static RUST_TYPE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(struct|enum) \w+( with \d+ elements?)?").expect("type regex"));
+
+/// serde's message, with ferry's Rust type names replaced by what the client sent.
+fn client_message(error: &serde_json::Error) -> String {
+    RUST_TYPE
+        .replace_all(&error.to_string(), "a JSON object")
+        .into_owned()
 }
 
 /// The `api-version` of the request, already checked by [`require_api_version`].

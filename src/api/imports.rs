@@ -5,7 +5,7 @@
 use axum::{
     Router,
     extract::State,
-    http::{HeaderValue, StatusCode, header},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::post,
 };
@@ -14,7 +14,7 @@ use super::{
     AppState,
     error::ApiError,
     extract::{ApiVersion, ArmJson, BaseUrl, RegistryPath},
-    operations::poll_url,
+    operations::{accepted, poll_url},
     registries::load,
 };
 use crate::{
@@ -81,14 +81,7 @@ async fn import_image(
     .await?;
     tracing::info!(op.id = %id, registry = %target.name, principal = %caller.id, "import queued");
     let url = poll_url(&base, key.subscription, &location, id, &version);
-    let mut response = StatusCode::ACCEPTED.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::LOCATION,
-        HeaderValue::from_str(&url).map_err(anyhow::Error::from)?,
-    );
-    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    Ok(response)
+    accepted(StatusCode::ACCEPTED.into_response(), &url)
 }
 
 /// ACR's rule: a registry closed to public networks must let trusted services

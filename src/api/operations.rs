@@ -48,6 +48,15 @@ pub(super) fn poll_url(
     )
 }
 
+/// Adds what tells a client to keep polling: `Location` and an integer `Retry-After`.
+pub(super) fn accepted(mut response: Response, poll_url: &str) -> Result<Response, ApiError> {
+    let location = HeaderValue::from_str(poll_url).map_err(anyhow::Error::from)?;
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, location);
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    Ok(response)
+}
+
 async fn poll(
     State(state): State<AppState>,
     Authorized(caller, ..): Authorized<CanRead>,
@@ -75,15 +84,11 @@ async fn poll(
     };
     match op.status {
         OperationStatus::Queued | OperationStatus::Running => {
-            let mut response = (StatusCode::ACCEPTED, Json(body("InProgress"))).into_response();
             let url = poll_url(&base, subscription, &location, op.id, &version);
-            let headers = response.headers_mut();
-            headers.insert(
-                header::LOCATION,
-                HeaderValue::from_str(&url).map_err(anyhow::Error::from)?,
-            );
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            Ok(response)
+            accepted(
+                (StatusCode::ACCEPTED, Json(body("InProgress"))).into_response(),
+                &url,
+            )
         }
         OperationStatus::Succeeded => Ok((StatusCode::OK, Json(body("Succeeded"))).into_response()),
         OperationStatus::Failed => {

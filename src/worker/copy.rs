@@ -55,9 +55,13 @@ impl CopyError {
             (RegistryError::DigestMismatch { .. }, _) => FailureCode::DigestMismatch,
             _ => code,
         };
+        let message = match &error {
+            RegistryError::NotFound { what } => format!("The {name} registry has no {what}."),
+            other => format!("The {name} registry failed: {other}."),
+        };
         Self {
             code,
-            message: format!("The {name} registry: {error}."),
+            message,
             transient,
         }
     }
