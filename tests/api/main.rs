@@ -13,4 +13,5 @@ mod helpers;
 mod imports;
 mod registries;
 mod sdk;
+mod tls;
 mod validation;

@@ -64,15 +64,16 @@ pub async fn fresh_database() -> PgPool {
     pool
 }
 
-/// Starts ferry with `workers` background workers (0: drive `app.worker` by hand).
-pub async fn spawn_app(workers: usize) -> TestApp {
-    let (source, target) = tokio::join!(TestRegistry::start(), TestRegistry::start());
-    let pool = fresh_database().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = ServeConfig {
+/// The configuration tests run ferry with: port 0, a fixed key, no TLS.
+pub fn serve_config(
+    data_dir: &std::path::Path,
+    insecure: Vec<String>,
+    workers: usize,
+) -> ServeConfig {
+    ServeConfig {
         database: DatabaseConfig {
             database_url: None,
-            data_dir: dir.path().to_owned(),
+            data_dir: data_dir.to_owned(),
         },
         listen: "127.0.0.1:0".parse().unwrap(),
         tls_cert: None,
@@ -81,10 +82,22 @@ pub async fn spawn_app(workers: usize) -> TestApp {
         jwt_secret: SecretString::from(SECRET),
         encryption_key: Some(SecretString::from("11".repeat(32))),
         workers,
-        insecure_registries: vec![source.host.clone(), target.host.clone()],
+        insecure_registries: insecure,
         blob_concurrency: 6,
         log_format: LogFormat::Text,
-    };
+    }
+}
+
+/// Starts ferry with `workers` background workers (0: drive `app.worker` by hand).
+pub async fn spawn_app(workers: usize) -> TestApp {
+    let (source, target) = tokio::join!(TestRegistry::start(), TestRegistry::start());
+    let pool = fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = serve_config(
+        dir.path(),
+        vec![source.host.clone(), target.host.clone()],
+        workers,
+    );
     let app = RunningApp::start(&config, pool.clone()).await.unwrap();
     let tenant = Uuid::new_v4();
     let roles: Vec<String> = ALL_ROLES.iter().map(|r| r.to_string()).collect();
