@@ -128,13 +128,7 @@ async fn other_tenants_see_nothing() {
     let location = app
         .start_import(json!({ "source": { "registryUri": app.source.host, "sourceImage": "a:b" } }))
         .await;
-    let stranger = mint(
-        uuid::Uuid::new_v4(),
-        &crate::helpers::ALL_ROLES
-            .iter()
-            .map(|r| r.to_string())
-            .collect::<Vec<_>>(),
-    );
+    let stranger = crate::helpers::mint_all_roles(uuid::Uuid::new_v4());
 
     let get = format!("{}?{API}", app.registry_path("target1"));
     let response = app.request(Method::GET, &get, Some(&stranger), None).await;

@@ -4,9 +4,20 @@
 use std::process::Command;
 
 use ferry::app::RunningApp;
-use serde_json::json;
+use reqwest::{Client, Method, Response};
+use serde_json::{Value, json};
 
-use crate::helpers::{ALL_ROLES, API, fresh_database, mint, serve_config};
+use crate::helpers::{API, fresh_database, mint_all_roles, serve_config};
+
+/// Sends a JSON body with a bearer token.
+async fn send(http: &Client, method: Method, url: &str, token: &str, body: &Value) -> Response {
+    http.request(method, url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
 
 #[tokio::test]
 async fn tls_serving_answers_over_https_with_https_locations() {
@@ -63,30 +74,23 @@ openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 
     );
 
     let tenant = uuid::Uuid::new_v4();
-    let token = mint(
-        tenant,
-        &ALL_ROLES.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
-    );
+    let token = mint_all_roles(tenant);
     let registry = format!(
         "{base}/subscriptions/{tenant}/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/tlsreg1"
     );
     let body = json!({ "location": "westus", "sku": { "name": "Basic" }, "properties": { "loginServer": "127.0.0.1:5000" } });
-    let response = http
-        .put(format!("{registry}?{API}"))
-        .bearer_auth(&token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = send(
+        &http,
+        Method::PUT,
+        &format!("{registry}?{API}"),
+        &token,
+        &body,
+    )
+    .await;
     assert_eq!(response.status(), 201);
     let import = json!({ "source": { "registryUri": "127.0.0.1:5000", "sourceImage": "a:b" } });
-    let response = http
-        .post(format!("{registry}/importImage?{API}"))
-        .bearer_auth(&token)
-        .json(&import)
-        .send()
-        .await
-        .unwrap();
+    let url = format!("{registry}/importImage?{API}");
+    let response = send(&http, Method::POST, &url, &token, &import).await;
     assert_eq!(response.status(), 202);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     assert!(

@@ -22,7 +22,7 @@ pub use registry::TestRegistry;
 
 pub const API: &str = "api-version=2025-11-01";
 pub const SECRET: &str = "test-secret-for-ferry-integration-tests";
-pub const ALL_ROLES: &[&str] = &[
+const ALL_ROLES: &[&str] = &[
     "ContainerRegistryContributor",
     "ContainerRegistryDataImporter",
     "ContainerRegistryDataReader",
@@ -100,8 +100,7 @@ pub async fn spawn_app(workers: usize) -> TestApp {
     );
     let app = RunningApp::start(&config, pool.clone()).await.unwrap();
     let tenant = Uuid::new_v4();
-    let roles: Vec<String> = ALL_ROLES.iter().map(|r| r.to_string()).collect();
-    let token = mint(tenant, &roles);
+    let token = mint_all_roles(tenant);
     let client = RegistryClient::new(&config.insecure_registries).unwrap();
     TestApp {
         base: format!("http://{}", app.addr),
@@ -128,6 +127,12 @@ pub fn mint(tenant: Uuid, roles: &[String]) -> String {
         "tester",
     )
     .unwrap()
+}
+
+/// A token for `tenant` carrying every role ferry knows.
+pub fn mint_all_roles(tenant: Uuid) -> String {
+    let roles: Vec<String> = ALL_ROLES.iter().map(|r| r.to_string()).collect();
+    mint(tenant, &roles)
 }
 
 impl TestApp {
