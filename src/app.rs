@@ -14,7 +14,7 @@ use crate::{
     config::ServeConfig,
     crypto::Sealer,
     db::Database,
-    registry_client::RegistryClient,
+    registry_client::{ClientSettings, RegistryClient},
     worker::{Worker, WorkerSettings, pool::WorkerPool},
 };
 
@@ -56,7 +56,11 @@ impl RunningApp {
             tls: config.tls_cert.is_some(),
             listen: config.listen,
         };
-        let client = RegistryClient::new(&config.insecure_registries)?;
+        let client = RegistryClient::with_settings(ClientSettings {
+            insecure: config.insecure_registries.clone(),
+            host_concurrency: config.host_concurrency,
+            ..ClientSettings::default()
+        })?;
         let settings = WorkerSettings {
             blob_concurrency: config.blob_concurrency,
             ..WorkerSettings::default()

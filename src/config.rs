@@ -69,6 +69,9 @@ pub struct ServeConfig {
     /// Blobs copied in parallel within one import.
     #[arg(long, env = "FERRY_BLOB_CONCURRENCY", default_value_t = 6)]
     pub blob_concurrency: usize,
+    /// Blob transfers at once to or from one registry host, across this process's imports.
+    #[arg(long, env = "FERRY_HOST_CONCURRENCY", default_value_t = 16)]
+    pub host_concurrency: usize,
     /// Log format: text or json.
     #[arg(long, env = "FERRY_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,

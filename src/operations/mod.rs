@@ -1,6 +1,7 @@
 //! The import operation: its identity, lifecycle, progress and failure codes, the
 //! request spec it carries, and the only SQL the API path runs on it (`store`).
 
+pub mod platform;
 pub mod reference;
 pub mod spec;
 pub mod store;
@@ -49,6 +50,7 @@ pub enum FailureCode {
     TagAlreadyExists,
     UnsupportedMediaType,
     TooManyManifests,
+    PlatformNotFound,
     DigestMismatch,
     SourceRegistryError,
     TargetRegistryError,
@@ -58,11 +60,12 @@ pub enum FailureCode {
 
 impl FailureCode {
     /// Every failure code, for the openapi.yaml consistency test.
-    pub const ALL: [FailureCode; 9] = [
+    pub const ALL: [FailureCode; 10] = [
         Self::ImageNotFound,
         Self::TagAlreadyExists,
         Self::UnsupportedMediaType,
         Self::TooManyManifests,
+        Self::PlatformNotFound,
         Self::DigestMismatch,
         Self::SourceRegistryError,
         Self::TargetRegistryError,
@@ -77,6 +80,7 @@ impl FailureCode {
             Self::TagAlreadyExists => "TagAlreadyExists",
             Self::UnsupportedMediaType => "UnsupportedMediaType",
             Self::TooManyManifests => "TooManyManifests",
+            Self::PlatformNotFound => "PlatformNotFound",
             Self::DigestMismatch => "DigestMismatch",
             Self::SourceRegistryError => "SourceRegistryError",
             Self::TargetRegistryError => "TargetRegistryError",
@@ -98,12 +102,24 @@ impl FailureCode {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Progress {
+    /// Manifests to place in the target (each repository counts separately).
     pub manifests_total: u64,
+    /// Manifests in place, including those already present.
     pub manifests_done: u64,
+    /// Manifests the target already had.
+    pub manifests_skipped: u64,
+    /// Blobs to place in the target (each repository counts separately).
     pub blobs_total: u64,
+    /// Blobs in place: copied, mounted or already present.
     pub blobs_done: u64,
+    /// Blobs the target already had.
     pub blobs_skipped: u64,
+    /// Blobs mounted from another repository of the same registry.
+    pub blobs_mounted: u64,
+    /// Referrer manifests (signatures, SBOMs, attestations) copied.
+    pub referrers_copied: u64,
     pub bytes_total: u64,
+    /// Bytes in place, including those already present.
     pub bytes_done: u64,
 }
 

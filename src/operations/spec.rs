@@ -4,7 +4,10 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::reference::{ImageReference, Repository, Tag};
+use super::{
+    platform::{MAX_PLATFORMS, Platform},
+    reference::{ImageReference, Repository, Tag},
+};
 
 /// The most target tags or untagged repositories one import may name.
 pub const MAX_TARGETS: usize = 50;
@@ -18,6 +21,10 @@ pub struct ImportImageBody {
     pub target_tags: Option<Vec<String>>,
     pub untagged_target_repositories: Option<Vec<String>>,
     pub mode: Option<String>,
+    /// ferry extension: also copy referrers (signatures, SBOMs); default true.
+    pub copy_referrers: Option<bool>,
+    /// ferry extension: copy only these platforms of a multi-platform index.
+    pub platforms: Option<Vec<String>>,
 }
 
 /// `source` of the importImage body.
@@ -89,6 +96,16 @@ pub struct ImportSpec {
     pub target_tags: Vec<TargetTag>,
     pub untagged_repositories: Vec<Repository>,
     pub mode: ImportMode,
+    /// Copy the referrers of every copied manifest.
+    #[serde(default = "yes")]
+    pub copy_referrers: bool,
+    /// When not empty, copy only these platforms of an index (pushing a rewritten index).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<Platform>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A field that failed validation; `target` is its JSON path.
@@ -122,6 +139,8 @@ pub struct ValidatedImport {
     pub target_tags: Vec<TargetTag>,
     pub untagged_repositories: Vec<Repository>,
     pub mode: ImportMode,
+    pub copy_referrers: bool,
+    pub platforms: Vec<Platform>,
 }
 
 impl ValidatedImport {
@@ -133,6 +152,8 @@ impl ValidatedImport {
             target_tags: self.target_tags,
             untagged_repositories: self.untagged_repositories,
             mode: self.mode,
+            copy_referrers: self.copy_referrers,
+            platforms: self.platforms,
         };
         (spec, self.credentials)
     }
@@ -220,6 +241,7 @@ impl ImportImageBody {
                 tag: default_tag,
             });
         }
+        let platforms = parse_platforms(self.platforms.unwrap_or_default())?;
         Ok(ValidatedImport {
             locator,
             source_image,
@@ -227,6 +249,8 @@ impl ImportImageBody {
             target_tags,
             untagged_repositories,
             mode,
+            copy_referrers: self.copy_referrers.unwrap_or(true),
+            platforms,
         })
     }
 }
@@ -258,6 +282,25 @@ pub fn validate_credentials(body: CredentialsBody) -> Result<Credentials, SpecEr
         ));
     }
     Ok(Credentials { username, password })
+}
+
+fn parse_platforms(texts: Vec<String>) -> Result<Vec<Platform>, SpecError> {
+    if texts.len() > MAX_PLATFORMS {
+        return Err(invalid(
+            "platforms",
+            format!("At most {MAX_PLATFORMS} platforms are allowed."),
+        ));
+    }
+    let mut platforms = Vec::new();
+    for text in texts {
+        let platform: Platform = text
+            .parse()
+            .map_err(|m| invalid("platforms", format!("The platform {m}.")))?;
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
+        }
+    }
+    Ok(platforms)
 }
 
 fn parse_target_tag(text: &str, default_tag: &Tag) -> Result<TargetTag, String> {
@@ -368,6 +411,10 @@ mod tests {
             (
                 json!({"source": {"sourceImage": "a", "registryUri": "r"}, "untaggedTargetRepositories": ["B"]}),
                 "untaggedTargetRepositories",
+            ),
+            (
+                json!({"source": {"sourceImage": "a", "registryUri": "r"}, "platforms": ["amd64"]}),
+                "platforms",
             ),
         ];
         for (value, target) in cases {

@@ -2,7 +2,7 @@
 //! them (give up, retry, report a missing image) rather than by HTTP detail.
 
 /// What went wrong in one registry call.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RegistryError {
     #[error("{what} not found")]
     NotFound { what: String },
@@ -14,6 +14,8 @@ pub enum RegistryError {
     TooLarge(String),
     #[error("content does not match digest {expected}")]
     DigestMismatch { expected: String },
+    #[error("the registry asked for fresh credentials during an upload")]
+    AuthExpired,
     #[error("the registry answered {status}{code}")]
     Status { status: u16, code: String },
     #[error("could not reach the registry: {0}")]
@@ -26,7 +28,7 @@ impl RegistryError {
     /// Worth another attempt later: transport trouble, throttling, server errors.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Transport(_) => true,
+            Self::Transport(_) | Self::AuthExpired => true,
             Self::Status { status, .. } => *status == 408 || *status == 429 || *status >= 500,
             _ => false,
         }

@@ -1,47 +1,108 @@
 //! ferry's own OCI distribution client: manifests moved as raw bytes, blobs streamed
-//! and digest-checked, anonymous, Basic and Bearer-challenge authentication.
+//! with digest checks, Range resume and chunked or monolithic uploads, cross-repository
+//! mounts, referrers, and the auth schemes registries use. Every request is retried
+//! on throttling and server errors (see [`retry`]).
 
 mod auth;
 mod blobs;
+mod download;
 pub mod error;
 pub mod manifest;
+mod ratelimit;
+pub mod referrers;
+pub mod retry;
+mod upload;
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use bytes::Bytes;
-use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
+use reqwest::{Response, StatusCode, header};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use blobs::BlobStream;
+pub use blobs::Placed;
 pub use error::{RegistryError, Side};
-pub use manifest::{BlobRef, Contents, Manifest};
+pub use manifest::{BlobRef, ChildRef, Contents, Manifest};
+pub use retry::RetryPolicy;
 
 use crate::operations::{reference::Repository, spec::Credentials};
+use auth::{Authenticator, Scope};
+
+/// How the client behaves towards every registry.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// `host:port`s reached over plain HTTP.
+    pub insecure: Vec<String>,
+    /// Blob transfers at once to one registry host, across all imports of this process.
+    pub host_concurrency: usize,
+    /// Bytes per PATCH when a registry needs chunked uploads (raised to its minimum).
+    pub chunk_size: u64,
+    pub retry: RetryPolicy,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            insecure: Vec::new(),
+            host_concurrency: 16,
+            chunk_size: 16 * 1024 * 1024,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
 
 /// Shared HTTP machinery for every registry ferry talks to.
 #[derive(Debug, Clone)]
 pub struct RegistryClient {
     http: reqwest::Client,
+    tokens: reqwest::Client,
     insecure: Arc<HashSet<String>>,
+    hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    settings: Arc<ClientSettings>,
 }
 
 impl RegistryClient {
-    /// A client; `insecure` lists `host:port`s reached over plain HTTP.
+    /// A client with default settings; `insecure` lists `host:port`s reached over plain HTTP.
     pub fn new(insecure: &[String]) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(15))
-            .read_timeout(Duration::from_secs(120))
+        Self::with_settings(ClientSettings {
+            insecure: insecure.to_vec(),
+            ..ClientSettings::default()
+        })
+    }
+
+    /// A client with explicit settings.
+    pub fn with_settings(settings: ClientSettings) -> anyhow::Result<Self> {
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(Duration::from_secs(15))
+                .read_timeout(Duration::from_secs(120))
+                .pool_idle_timeout(Duration::from_secs(60))
+                .tcp_nodelay(true)
+                .no_proxy()
+        };
+        let http = builder()
             .redirect(reqwest::redirect::Policy::limited(5))
-            .no_proxy()
             .build()?;
-        let insecure = insecure
+        // Token requests carry credentials: never let a redirect take them elsewhere.
+        let tokens = builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let insecure = settings
+            .insecure
             .iter()
             .map(|h| h.trim().to_ascii_lowercase())
             .filter(|h| !h.is_empty())
             .collect();
         Ok(Self {
             http,
+            tokens,
             insecure: Arc::new(insecure),
+            hosts: Arc::default(),
+            settings: Arc::new(settings),
         })
     }
 
@@ -52,20 +113,40 @@ impl RegistryClient {
         } else {
             "https"
         };
+        let slots = self
+            .hosts
+            .lock()
+            .expect("host slots lock")
+            .entry(host.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.host_concurrency.max(1))))
+            .clone();
         Registry {
             http: self.http.clone(),
-            base: format!("{scheme}://{host}"),
-            auth: auth::Authenticator::new(self.http.clone(), credentials),
+            base: Arc::from(format!("{scheme}://{host}")),
+            auth: Arc::new(Authenticator::new(
+                self.tokens.clone(),
+                credentials,
+                self.settings.retry.clone(),
+            )),
+            slots,
+            settings: self.settings.clone(),
+            limits: Arc::default(),
+            referrers_api: Arc::default(),
         }
     }
 }
 
-/// One registry endpoint with its authentication state.
-#[derive(Debug)]
+/// One registry endpoint with its authentication state; cheap to clone.
+#[derive(Debug, Clone)]
 pub struct Registry {
     http: reqwest::Client,
-    base: String,
-    auth: auth::Authenticator,
+    base: Arc<str>,
+    auth: Arc<Authenticator>,
+    slots: Arc<Semaphore>,
+    settings: Arc<ClientSettings>,
+    limits: Arc<ratelimit::RateLimit>,
+    /// Whether the registry serves the referrers API (learnt on first use).
+    referrers_api: Arc<Mutex<Option<bool>>>,
 }
 
 impl Registry {
@@ -73,20 +154,97 @@ impl Registry {
         format!("{}/v2/{repository}/{tail}", self.base)
     }
 
-    /// Sends a request with credentials for `repository`, answering one auth
-    /// challenge if the registry poses it. `build` makes the request afresh each time.
+    /// Whether both handles reach the same registry (so blobs can be mounted).
+    pub fn same_registry(&self, other: &Registry) -> bool {
+        self.base == other.base
+    }
+
+    /// Takes a blob-transfer slot on both registries (one if they are the same),
+    /// always in the same order so that two imports cannot deadlock.
+    pub async fn transfer_slots(a: &Registry, b: &Registry) -> Vec<OwnedSemaphorePermit> {
+        let mut pair = vec![a, b];
+        pair.sort_by(|x, y| x.base.cmp(&y.base));
+        pair.dedup_by(|x, y| Arc::ptr_eq(&x.slots, &y.slots));
+        let mut permits = Vec::with_capacity(2);
+        for registry in pair {
+            permits.push(
+                registry
+                    .slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("slot semaphores are never closed"),
+            );
+        }
+        permits
+    }
+
+    /// Sends a request that can be built again, answering auth challenges and
+    /// retrying throttling, server errors and broken connections.
     async fn send(
         &self,
-        repository: &Repository,
-        push: bool,
-        build: impl Fn() -> RequestBuilder,
+        scope: &Scope,
+        build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Response, RegistryError> {
-        let scope = auth::Scope {
-            repository: repository.clone(),
-            push,
-        };
-        let response = self.auth.apply(build(), &scope).await.send().await?;
+        let mut attempt = 0;
+        let mut challenges = 0;
+        loop {
+            attempt += 1;
+            let (request, sent) = self.auth.apply(build(), scope).await?;
+            let (retry_after, failure) = match request.send().await {
+                Ok(response) if response.status() == StatusCode::UNAUTHORIZED && challenges < 2 => {
+                    challenges += 1;
+                    let challenge = response
+                        .headers()
+                        .get(header::WWW_AUTHENTICATE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    if self.auth.answer(challenge.as_deref(), scope, &sent).await? {
+                        attempt -= 1;
+                        continue;
+                    }
+                    return Ok(response);
+                }
+                Ok(response) => {
+                    self.limits.observe(&response);
+                    if !retry::retryable_status(response.status()) {
+                        return Ok(response);
+                    }
+                    let wait = retry::retry_after(&response);
+                    match self.settings.retry.delay(attempt, wait) {
+                        Some(delay) => {
+                            tracing::debug!(status = %response.status(), ?delay, "registry busy; retrying");
+                            tokio::time::sleep(delay).await;
+                            continue;
+                        }
+                        None => return Ok(response),
+                    }
+                }
+                Err(error) if retry::retryable_error(&error) => (None, error),
+                Err(error) => return Err(error.into()),
+            };
+            match self.settings.retry.delay(attempt, retry_after) {
+                Some(delay) => {
+                    tracing::debug!(error = %failure.without_url(), ?delay, "registry unreachable; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                None => return Err(failure.into()),
+            }
+        }
+    }
+
+    /// Sends a request whose body cannot be replayed (a streamed upload). A 401
+    /// refreshes the credentials and comes back as [`RegistryError::AuthExpired`],
+    /// so the caller starts the transfer again.
+    async fn send_once(
+        &self,
+        scope: &Scope,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        let (request, sent) = self.auth.apply(request, scope).await?;
+        let response = request.send().await?;
         if response.status() != StatusCode::UNAUTHORIZED {
+            self.limits.observe(&response);
             return Ok(response);
         }
         let challenge = response
@@ -94,89 +252,10 @@ impl Registry {
             .get(header::WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        if !self.auth.answer(challenge.as_deref(), &scope).await? {
-            return Ok(response);
+        if self.auth.answer(challenge.as_deref(), scope, &sent).await? {
+            return Err(RegistryError::AuthExpired);
         }
-        Ok(self.auth.apply(build(), &scope).await.send().await?)
-    }
-
-    /// Fetches a manifest by tag or digest; a digest reference is verified.
-    pub async fn get_manifest(
-        &self,
-        repository: &Repository,
-        reference: &str,
-    ) -> Result<Manifest, RegistryError> {
-        let url = self.url(repository, &format!("manifests/{reference}"));
-        let accept = manifest::ACCEPTED.join(", ");
-        let response = self
-            .send(repository, false, || {
-                self.http.get(&url).header(header::ACCEPT, &accept)
-            })
-            .await?;
-        let response = expect(response, &[StatusCode::OK], || {
-            format!("manifest {repository}:{reference}")
-        })
-        .await?;
-        if response
-            .content_length()
-            .is_some_and(|n| n > manifest::MAX_MANIFEST_BYTES as u64)
-        {
-            return Err(RegistryError::TooLarge("manifest exceeds 4 MiB".to_owned()));
-        }
-        let media_type = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = read_limited(response, manifest::MAX_MANIFEST_BYTES).await?;
-        let manifest = Manifest::new(bytes, media_type.as_deref())?;
-        if reference.starts_with("sha256:") && manifest.digest.as_str() != reference {
-            return Err(RegistryError::DigestMismatch {
-                expected: reference.to_owned(),
-            });
-        }
-        Ok(manifest)
-    }
-
-    /// Whether a manifest exists under a tag or digest.
-    pub async fn manifest_exists(
-        &self,
-        repository: &Repository,
-        reference: &str,
-    ) -> Result<bool, RegistryError> {
-        let url = self.url(repository, &format!("manifests/{reference}"));
-        let accept = manifest::ACCEPTED.join(", ");
-        let response = self
-            .send(repository, true, || {
-                self.http.head(&url).header(header::ACCEPT, &accept)
-            })
-            .await?;
-        exists(response, || format!("manifest {repository}:{reference}")).await
-    }
-
-    /// Stores a manifest under a tag or its digest.
-    pub async fn put_manifest(
-        &self,
-        repository: &Repository,
-        reference: &str,
-        manifest: &Manifest,
-    ) -> Result<(), RegistryError> {
-        let url = self.url(repository, &format!("manifests/{reference}"));
-        let response = self
-            .send(repository, true, || {
-                self.http
-                    .request(Method::PUT, &url)
-                    .header(header::CONTENT_TYPE, &manifest.media_type)
-                    .body(manifest.bytes.clone())
-            })
-            .await?;
-        expect(
-            response,
-            &[StatusCode::CREATED, StatusCode::OK, StatusCode::ACCEPTED],
-            || format!("manifest {repository}:{reference}"),
-        )
-        .await
-        .map(drop)
+        Err(RegistryError::Unauthorized { status: 401 })
     }
 }
 

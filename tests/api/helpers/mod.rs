@@ -84,6 +84,7 @@ pub fn serve_config(
         workers,
         insecure_registries: insecure,
         blob_concurrency: 6,
+        host_concurrency: 16,
         log_format: LogFormat::Text,
     }
 }

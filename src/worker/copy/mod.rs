@@ -1,0 +1,249 @@
+//! One import: check NoForce tags, fetch the source graph (filtered to the chosen
+//! platforms), then per target repository place what is missing — blobs first
+//! (skipped when present, mounted within one registry, otherwise streamed, several
+//! at once), then manifests level by level up to the root — then the referrers, and
+//! the tags last, so a failure never leaves a tag on an incomplete image.
+
+mod error;
+mod graph;
+mod referrers;
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+};
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use std::future::Future;
+
+pub use error::CopyError;
+use graph::Graph;
+
+use crate::{
+    operations::{
+        FailureCode, Progress,
+        reference::{Digest, Repository},
+        spec::{ImportMode, ImportSpec},
+    },
+    registry_client::{BlobRef, Manifest, Placed, Registry},
+};
+
+/// The most manifests (an index and its children) one import may copy, as in ACR.
+pub const MAX_MANIFESTS: usize = 50;
+/// Small requests (HEADs, manifest PUTs) in flight at once per import.
+const REQUEST_CONCURRENCY: usize = 8;
+
+/// Runs `tasks` with at most `limit` in flight, stopping at the first error.
+/// (Collecting the futures first keeps the stream's type free of borrowing
+/// closures, which the spawned worker future needs to be `Send`.)
+async fn bounded<T, E>(
+    tasks: Vec<impl Future<Output = Result<T, E>>>,
+    limit: usize,
+) -> Result<Vec<T>, E> {
+    stream::iter(tasks)
+        .buffer_unordered(limit.max(1))
+        .try_collect()
+        .await
+}
+
+/// Everything one import needs.
+pub struct CopyJob<'a> {
+    pub spec: &'a ImportSpec,
+    pub source: Registry,
+    pub source_repository: Repository,
+    pub target: Registry,
+    pub concurrency: usize,
+    pub progress: Arc<Mutex<Progress>>,
+}
+
+impl CopyJob<'_> {
+    fn update(&self, change: impl FnOnce(&mut Progress)) {
+        change(&mut self.progress.lock().expect("progress lock"));
+    }
+
+    /// The target repositories, each once.
+    fn repositories(&self) -> Vec<&Repository> {
+        let mut seen = HashSet::new();
+        self.spec
+            .target_tags
+            .iter()
+            .map(|t| &t.repository)
+            .chain(&self.spec.untagged_repositories)
+            .filter(|r| seen.insert(*r))
+            .collect()
+    }
+
+    /// Runs the import to completion.
+    pub async fn run(&self) -> Result<(), CopyError> {
+        if self.spec.mode == ImportMode::NoForce {
+            self.refuse_existing_tags().await?;
+        }
+        let root = self
+            .source
+            .get_manifest(&self.source_repository, &self.spec.source_image.reference())
+            .await
+            .map_err(CopyError::source)?;
+        let root = self.filter_platforms(root)?;
+        let graph =
+            graph::resolve(&self.source, &self.source_repository, root, MAX_MANIFESTS).await?;
+        let repositories = self.repositories();
+        for repository in &repositories {
+            self.place(repository, &graph).await?;
+        }
+        if self.spec.copy_referrers {
+            referrers::copy(self, &repositories, &graph).await?;
+        }
+        let root = graph.root();
+        let tags = self.spec.target_tags.iter().map(|tag| {
+            self.target
+                .put_manifest(&tag.repository, tag.tag.as_str(), root)
+        });
+        bounded(tags.collect(), REQUEST_CONCURRENCY)
+            .await
+            .map(drop)
+            .map_err(CopyError::target)
+    }
+
+    async fn refuse_existing_tags(&self) -> Result<(), CopyError> {
+        let checks = self.spec.target_tags.iter().map(|tag| async move {
+            let found = self
+                .target
+                .manifest_exists(&tag.repository, tag.tag.as_str())
+                .await;
+            found.map(|found| found.then_some(tag))
+        });
+        let existing = bounded(checks.collect(), REQUEST_CONCURRENCY)
+            .await
+            .map_err(CopyError::target)?;
+        match existing.into_iter().flatten().next() {
+            Some(tag) => Err(CopyError::permanent(
+                FailureCode::TagAlreadyExists,
+                format!(
+                    "The target tag '{}:{}' already exists; use mode Force to overwrite it.",
+                    tag.repository, tag.tag
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies the `platforms` filter to an index root (other roots pass as they are).
+    fn filter_platforms(&self, root: Manifest) -> Result<Manifest, CopyError> {
+        if self.spec.platforms.is_empty() || !root.is_index() {
+            return Ok(root);
+        }
+        root.filter_platforms(&self.spec.platforms)
+            .map_err(CopyError::source)?
+            .ok_or_else(|| {
+                let wanted: Vec<String> = self
+                    .spec
+                    .platforms
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                CopyError::permanent(
+                    FailureCode::PlatformNotFound,
+                    format!(
+                        "The source index has no manifest for {}.",
+                        wanted.join(", ")
+                    ),
+                )
+            })
+    }
+
+    /// Puts a graph into one target repository: what the target already has is
+    /// skipped (a manifest present by digest brings its blobs with it).
+    async fn place(&self, repository: &Repository, graph: &Graph) -> Result<(), CopyError> {
+        let present = self.present_manifests(repository, graph).await?;
+        let (needed, covered) = graph.blobs_split(&present);
+        self.update(|p| {
+            p.manifests_total += graph.len() as u64;
+            p.manifests_done += present.len() as u64;
+            p.manifests_skipped += present.len() as u64;
+            p.blobs_total += (needed.len() + covered.len()) as u64;
+            p.blobs_done += covered.len() as u64;
+            p.blobs_skipped += covered.len() as u64;
+            let bytes = |blobs: &[BlobRef]| blobs.iter().map(|b| b.size).sum::<u64>();
+            p.bytes_total += bytes(&needed) + bytes(&covered);
+            p.bytes_done += bytes(&covered);
+        });
+        let copies = needed.iter().map(|blob| self.copy_blob(repository, blob));
+        bounded(copies.collect(), self.concurrency).await?;
+        for level in &graph.levels {
+            let pushes =
+                level
+                    .iter()
+                    .filter(|m| !present.contains(&m.digest))
+                    .map(|manifest| async move {
+                        self.target
+                            .put_manifest(repository, manifest.digest.as_str(), manifest)
+                            .await?;
+                        self.update(|p| p.manifests_done += 1);
+                        Ok(())
+                    });
+            bounded(pushes.collect(), REQUEST_CONCURRENCY)
+                .await
+                .map_err(CopyError::target)?;
+        }
+        Ok(())
+    }
+
+    /// The graph's manifests the target repository holds already. A present root
+    /// implies its children (registries refuse an index whose children are missing).
+    async fn present_manifests(
+        &self,
+        repository: &Repository,
+        graph: &Graph,
+    ) -> Result<HashSet<Digest>, CopyError> {
+        let exists = |manifest: &Manifest| {
+            let digest = manifest.digest.clone();
+            async move {
+                let found = self
+                    .target
+                    .manifest_exists(repository, digest.as_str())
+                    .await?;
+                Ok(found.then_some(digest))
+            }
+        };
+        if exists(graph.root())
+            .await
+            .map_err(CopyError::target)?
+            .is_some()
+        {
+            return Ok(graph.manifests().map(|m| m.digest.clone()).collect());
+        }
+        let below_root = graph.levels[..graph.levels.len() - 1].iter().flatten();
+        let found = bounded(below_root.map(exists).collect(), REQUEST_CONCURRENCY)
+            .await
+            .map_err(CopyError::target)?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    async fn copy_blob(&self, repository: &Repository, blob: &BlobRef) -> Result<(), CopyError> {
+        let present = self
+            .target
+            .blob_exists(repository, &blob.digest)
+            .await
+            .map_err(CopyError::target)?;
+        let placed = if present {
+            None
+        } else {
+            let _slots = Registry::transfer_slots(&self.source, &self.target).await;
+            Some(
+                self.target
+                    .copy_blob_from(&self.source, &self.source_repository, repository, blob)
+                    .await?,
+            )
+        };
+        self.update(|p| {
+            p.blobs_done += 1;
+            p.bytes_done += blob.size;
+            match placed {
+                None => p.blobs_skipped += 1,
+                Some(Placed::Mounted) => p.blobs_mounted += 1,
+                Some(Placed::Copied) => {}
+            }
+        });
+        Ok(())
+    }
+}
