@@ -69,7 +69,7 @@ impl Registry {
         blob: &BlobRef,
     ) -> Result<Placed, Side> {
         let digest = &blob.digest;
-        let mut chunked = false;
+        let mut chunked = self.settings.always_chunk;
         let mut attempt = 0;
         loop {
             attempt += 1;

@@ -40,6 +40,8 @@ pub struct ClientSettings {
     pub host_concurrency: usize,
     /// Bytes per PATCH when a registry needs chunked uploads (raised to its minimum).
     pub chunk_size: u64,
+    /// Upload every blob in chunks, even where a monolithic PUT would do.
+    pub always_chunk: bool,
     pub retry: RetryPolicy,
 }
 
@@ -49,6 +51,7 @@ impl Default for ClientSettings {
             insecure: Vec::new(),
             host_concurrency: 16,
             chunk_size: 16 * 1024 * 1024,
+            always_chunk: false,
             retry: RetryPolicy::default(),
         }
     }

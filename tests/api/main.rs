@@ -7,6 +7,7 @@
 )]
 
 mod auth;
+mod client;
 mod contract;
 mod embedded;
 mod helpers;
