@@ -75,6 +75,17 @@ impl Scope {
         texts.sort();
         texts.join(" ")
     }
+
+    /// The same repositories with push everywhere: a token for that also serves this.
+    fn widened(&self) -> Self {
+        Self {
+            entries: self
+                .entries
+                .iter()
+                .map(|(r, _)| (r.clone(), true))
+                .collect(),
+        }
+    }
 }
 
 /// Where bearer tokens come from, as the registry's challenge said.
@@ -197,11 +208,10 @@ impl Authenticator {
             service: params.get("service").cloned(),
         });
         // The token we sent was refused: it expired early or was revoked.
-        let key = scope.key();
-        if let (Some(sent), Some(cached)) = (&sent.token, state.tokens.get(&key)) {
-            if cached.token.expose_secret() == sent {
-                state.tokens.remove(&key);
-            }
+        if let Some(sent) = &sent.token {
+            state
+                .tokens
+                .retain(|_, cached| cached.token.expose_secret() != sent);
         }
         let realm = state.realm.clone().expect("just set");
         let token = self.token(&mut state, &realm, scope).await?;
@@ -216,9 +226,11 @@ impl Authenticator {
         scope: &Scope,
     ) -> Result<String, RegistryError> {
         let key = scope.key();
-        if let Some(cached) = state.tokens.get(&key) {
-            if cached.fresh_until > Instant::now() {
-                return Ok(cached.token.expose_secret().to_owned());
+        for candidate in [key.clone(), scope.widened().key()] {
+            if let Some(cached) = state.tokens.get(&candidate) {
+                if cached.fresh_until > Instant::now() {
+                    return Ok(cached.token.expose_secret().to_owned());
+                }
             }
         }
         let (token, lifetime) = self.fetch(state, realm, scope).await?;

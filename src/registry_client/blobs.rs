@@ -75,15 +75,28 @@ impl Registry {
             attempt += 1;
             let mount = (self.same_registry(source) && source_repository != repository)
                 .then_some((digest, source_repository));
-            let session = match self
-                .start_upload(repository, mount)
-                .await
-                .map_err(Side::Target)?
-            {
+            let (started, download) = if mount.is_some() {
+                // Only read the source if the registry cannot mount the blob.
+                let started = self.start_upload(repository, mount).await;
+                if matches!(started, Ok(Started::Mounted)) {
+                    return Ok(Placed::Mounted);
+                }
+                (
+                    started,
+                    Download::open(source, source_repository, blob).await,
+                )
+            } else {
+                // Opening the session and the read at once saves a round trip per blob.
+                tokio::join!(
+                    self.start_upload(repository, None),
+                    Download::open(source, source_repository, blob)
+                )
+            };
+            let session = match started.map_err(Side::Target)? {
                 Started::Mounted => return Ok(Placed::Mounted),
                 Started::Session(session) => session,
             };
-            let download = match Download::open(source, source_repository, blob).await {
+            let download = match download {
                 Ok(download) => download,
                 Err(error) => {
                     self.cancel_upload(repository, &session.url).await;

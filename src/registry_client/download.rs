@@ -74,14 +74,22 @@ impl Download {
         self.failure.clone()
     }
 
-    /// Goes back to an earlier byte (the target lost the tail of an upload).
-    pub(super) fn rewind(&mut self, offset: u64) {
-        if offset < self.offset {
+    /// Goes back to an earlier byte (the target lost the tail of an upload); the
+    /// read cannot jump ahead of bytes it has not handed out.
+    pub(super) fn seek(&mut self, offset: u64) -> Result<(), RegistryError> {
+        let handed_out = self.offset - self.pending.as_ref().map_or(0, |p| p.len() as u64);
+        if offset > handed_out {
+            return Err(RegistryError::Protocol(format!(
+                "the upload session holds {offset} bytes, more than were sent"
+            )));
+        }
+        if offset < handed_out {
             self.offset = offset;
             self.pending = None;
             self.response = None;
             self.skip = 0;
         }
+        Ok(())
     }
 
     async fn connect(&mut self) -> Result<(), RegistryError> {

@@ -246,7 +246,7 @@ impl Registry {
         let url = self.url(repository, &format!("manifests/{reference}"));
         let accept = ACCEPTED.join(", ");
         let response = self
-            .send(&Scope::push(repository), || {
+            .send(&Scope::pull(repository), || {
                 self.http.head(&url).header(header::ACCEPT, &accept)
             })
             .await?;

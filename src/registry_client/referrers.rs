@@ -97,7 +97,12 @@ impl Registry {
                 return Ok(listed);
             }
         }
-        match self.get_manifest(repository, &fallback_tag(subject)).await {
+        // HEAD first: Docker Hub counts manifest GETs against its pull limit.
+        let tag = fallback_tag(subject);
+        if !self.manifest_exists(repository, &tag).await? {
+            return Ok(Vec::new());
+        }
+        match self.get_manifest(repository, &tag).await {
             Ok(index) if index.is_index() => descriptors(&index.bytes),
             Ok(_) | Err(RegistryError::NotFound { .. }) => Ok(Vec::new()),
             Err(error) => Err(error),

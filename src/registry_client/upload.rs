@@ -181,7 +181,7 @@ impl Registry {
         let mut resumes = 0;
         while offset < size {
             let len = chunk.min(size - offset);
-            download.lock().await.rewind(offset);
+            download.lock().await.seek(offset).map_err(Side::Target)?;
             let request = self
                 .http
                 .patch(url.clone())
@@ -225,7 +225,12 @@ impl Registry {
             (url, offset) = self
                 .upload_status(repository, &url)
                 .await
-                .map_err(Side::Target)?;
+                .map_err(|error| {
+                    // A lost session is not the end: the blob is uploaded again.
+                    Side::Target(RegistryError::Transport(format!(
+                        "the upload session was lost: {error}"
+                    )))
+                })?;
             tracing::debug!(offset, "resuming a chunked upload");
         }
         let response = self
