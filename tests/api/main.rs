@@ -8,6 +8,7 @@
 
 mod auth;
 mod contract;
+mod copy_auth;
 mod copy_graph;
 mod copy_kinds;
 mod embedded;

@@ -61,7 +61,7 @@ impl TestRegistry {
 
     /// Starts a registry that accepts only bearer tokens signed by the token
     /// server's certificate, issued for `auth.service`.
-    pub async fn start_token(auth: &TokenAuth) -> Self {
+    pub async fn start_token(auth: TokenAuth) -> Self {
         let section = format!(
             "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
             auth.realm,
@@ -69,7 +69,7 @@ impl TestRegistry {
             auth.issuer,
             auth.root_cert.display()
         );
-        Self::spawn(section, Some(auth.login.clone()), |_| {}).await
+        Self::spawn(section, Some(auth.login), |_| {}).await
     }
 
     /// The login as ferry's client takes it.
