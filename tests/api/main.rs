@@ -9,6 +9,7 @@
 mod auth;
 mod contract;
 mod copy_auth;
+mod copy_faults;
 mod copy_graph;
 mod copy_kinds;
 mod embedded;
