@@ -12,6 +12,7 @@ mod copy_auth;
 mod copy_faults;
 mod copy_graph;
 mod copy_kinds;
+mod copy_mount;
 mod embedded;
 mod helpers;
 mod imports;

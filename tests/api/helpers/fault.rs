@@ -51,7 +51,8 @@ impl Class {
 #[derive(Debug, Clone)]
 pub enum Fault {
     /// The first body of the class longer than this many bytes stops after them
-    /// (the connection is dropped mid-body); later bodies flow whole.
+    /// (the connection is dropped mid-body); later bodies flow whole. The client
+    /// may receive somewhat fewer bytes: hyper drops what it had not yet flushed.
     CutAfter(u64),
     /// The first `times` requests of the class are answered with `status` (and
     /// `Retry-After` when given) without reaching the registry.
@@ -98,6 +99,7 @@ pub struct Seen {
     pub status: u16,
     /// The fault applied to it, if any (`"cut"`, `"status"`, `"corrupt"`, …).
     pub fault: Option<&'static str>,
+    /// When the request arrived (before any injected latency).
     pub at: Instant,
 }
 
@@ -150,7 +152,7 @@ impl FaultProxy {
         self.inner.faults.lock().unwrap().push((class, fault));
     }
 
-    /// Every request answered so far, in order.
+    /// Every request answered so far, in the order their answers started.
     pub fn requests(&self) -> Vec<Seen> {
         self.inner.seen.lock().unwrap().clone()
     }
