@@ -1,9 +1,14 @@
 //! Imports within one registry (another repository of the target itself): they
 //! succeed, and blobs are mounted from the source repository, not streamed.
 
+use ferry::operations::reference::Digest;
 use serde_json::json;
 
-use crate::helpers::{TestRegistry, fault::FaultProxy, images, skopeo, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestRegistry,
+    fault::{FaultProxy, Seen},
+    images, skopeo, spawn_app, spawn_app_with,
+};
 
 #[tokio::test]
 async fn copy_within_the_target_registry_by_uri_succeeds() {
@@ -38,20 +43,11 @@ async fn copy_within_the_target_registry_mounts_every_blob() {
 
     let seen = proxy.requests();
     for (digest, _) in &image.blobs {
-        let mounted = seen.iter().any(|s| {
-            let Some(("/v2/apps/base/blobs/uploads/", query)) = s.path.split_once('?') else {
-                return false;
-            };
-            let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
-                .into_owned()
-                .collect();
-            let has = |k: &str, v: &str| params.iter().any(|(pk, pv)| pk == k && pv == v);
-            s.method == "POST"
-                && s.status == 201
-                && has("mount", digest.as_str())
-                && has("from", "lib/base")
-        });
-        assert!(mounted, "{digest} was not mounted: {seen:#?}");
+        assert!(
+            seen.iter()
+                .any(|s| is_mount(s, "apps/base", digest, "lib/base")),
+            "{digest} was not mounted: {seen:#?}"
+        );
         assert!(
             !seen
                 .iter()
@@ -59,4 +55,20 @@ async fn copy_within_the_target_registry_mounts_every_blob() {
             "{digest} was streamed although it could be mounted"
         );
     }
+}
+
+/// Whether `seen` is a successful `POST /v2/<repo>/blobs/uploads/?mount=<digest>&from=<from>`.
+fn is_mount(seen: &Seen, repo: &str, digest: &Digest, from: &str) -> bool {
+    let Some((path, query)) = seen.path.split_once('?') else {
+        return false;
+    };
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let has = |k: &str, v: &str| params.iter().any(|(pk, pv)| pk == k && pv == v);
+    seen.method == "POST"
+        && seen.status == 201
+        && path.trim_end_matches('/') == format!("/v2/{repo}/blobs/uploads")
+        && has("mount", digest.as_str())
+        && has("from", from)
 }

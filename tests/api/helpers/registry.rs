@@ -28,7 +28,7 @@ pub struct TestRegistry {
     _dir: tempfile::TempDir,
 }
 
-pub fn free_port() -> u16 {
+fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
