@@ -97,8 +97,16 @@ async fn token_server(anonymous_pull: bool) -> TokenServer {
     .await
 }
 
+/// A token server, and the app with a token-auth source (`source.test`).
+async fn app_with_token_source(anonymous_pull: bool) -> (TokenServer, TestApp, images::TestImage) {
+    let tokens = token_server(anonymous_pull).await;
+    let source = TestRegistry::start_token(tokens.auth("source.test", ALICE.0)).await;
+    let (app, image) = app_with_source(source).await;
+    (tokens, app, image)
+}
+
 #[tokio::test]
-async fn copy_between_token_registries_fetches_each_token_once() {
+async fn copy_between_token_registries_reuses_cached_tokens() {
     let tokens = token_server(false).await;
     let (source, target) = tokio::join!(
         TestRegistry::start_token(tokens.auth("source.test", ALICE.0)),
@@ -148,9 +156,7 @@ async fn copy_between_token_registries_fetches_each_token_once() {
 
 #[tokio::test]
 async fn copy_with_password_only_credentials_exchanges_a_refresh_token() {
-    let tokens = token_server(false).await;
-    let source = TestRegistry::start_token(tokens.auth("source.test", ALICE.0)).await;
-    let (app, image) = app_with_source(source).await;
+    let (tokens, app, image) = app_with_token_source(false).await;
 
     let body = from_uri(&app.source.host, json!({ "password": REFRESH_TOKEN }));
     let (status, body) = app.run_import(body).await;
@@ -167,9 +173,7 @@ async fn copy_with_password_only_credentials_exchanges_a_refresh_token() {
 
 #[tokio::test]
 async fn copy_from_token_registry_with_anonymous_pull_needs_no_credentials() {
-    let tokens = token_server(true).await;
-    let source = TestRegistry::start_token(tokens.auth("source.test", ALICE.0)).await;
-    let (app, image) = app_with_source(source).await;
+    let (tokens, app, image) = app_with_token_source(true).await;
     let before = tokens.requests().len();
 
     let (status, body) = app
@@ -188,9 +192,7 @@ async fn copy_from_token_registry_with_anonymous_pull_needs_no_credentials() {
 
 #[tokio::test]
 async fn copy_from_token_registry_with_a_wrong_password_fails() {
-    let tokens = token_server(false).await;
-    let source = TestRegistry::start_token(tokens.auth("source.test", ALICE.0)).await;
-    let (app, _image) = app_with_source(source).await;
+    let (tokens, app, _image) = app_with_token_source(false).await;
 
     let location = app
         .start_import(from_uri(&app.source.host, login(ALICE.0, "wrong")))
