@@ -162,15 +162,15 @@ impl FaultProxy {
 #[derive(Default)]
 struct Plan {
     answer: Option<(u16, Option<u64>)>,
-    cut_after: Option<u64>,
+    cut: bool,
     corrupt: bool,
     ignore_range: bool,
     latency: Duration,
 }
 
 impl Inner {
-    /// Picks the faults for a request, consuming the one-shot ones (a cut is only
-    /// consumed once a long enough body shows up, in `respond`).
+    /// Picks the faults for a request, counting down injected statuses (a cut is
+    /// only consumed once a long enough body shows up: `take_cut`).
     fn plan(&self, class: Class) -> Plan {
         let mut plan = Plan::default();
         for (c, fault) in self.faults.lock().unwrap().iter_mut() {
@@ -178,17 +178,16 @@ impl Inner {
                 continue;
             }
             match fault {
-                Fault::Status { times: 0, .. } => {}
                 Fault::Status {
                     status,
                     times,
                     retry_after,
-                } if plan.answer.is_none() => {
+                } if *times > 0 && plan.answer.is_none() => {
                     *times -= 1;
                     plan.answer = Some((*status, *retry_after));
                 }
                 Fault::Status { .. } => {}
-                Fault::CutAfter(bytes) => plan.cut_after = Some(*bytes),
+                Fault::CutAfter(_) => plan.cut = true,
                 Fault::Corrupt => plan.corrupt = true,
                 Fault::IgnoreRange => plan.ignore_range = true,
                 Fault::Latency(by) => plan.latency += *by,
@@ -306,7 +305,7 @@ async fn forward(State(inner): State<Arc<Inner>>, request: Request) -> Response 
         seen.fault = Some("corrupt");
         body = Box::pin(flip_first_byte(body));
     }
-    if plan.cut_after.is_some() && parts.method == Method::GET {
+    if plan.cut && parts.method == Method::GET {
         if let Some(after) = inner.take_cut(class, length) {
             seen.fault = Some("cut");
             body = Box::pin(cut(body, after));
