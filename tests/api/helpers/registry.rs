@@ -39,7 +39,7 @@ fn free_port() -> u16 {
 impl TestRegistry {
     /// Starts an anonymous registry and waits until `/v2/` answers.
     pub async fn start() -> Self {
-        Self::spawn(String::new(), None, |_| {}).await
+        Self::spawn(None, |_| String::new()).await
     }
 
     /// Starts a registry that demands HTTP Basic for `users` (bcrypt htpasswd);
@@ -52,9 +52,13 @@ impl TestRegistry {
             let hash = bcrypt::hash(password, 4).unwrap();
             writeln!(htpasswd, "{user}:{hash}").unwrap();
         }
-        let auth = "auth:\n  htpasswd:\n    realm: ferry-test\n    path: {dir}/htpasswd\n";
-        Self::spawn(auth.to_owned(), login, move |dir| {
-            std::fs::write(dir.join("htpasswd"), &htpasswd).unwrap()
+        Self::spawn(login, |dir| {
+            let path = dir.join("htpasswd");
+            std::fs::write(&path, htpasswd).unwrap();
+            format!(
+                "auth:\n  htpasswd:\n    realm: ferry-test\n    path: {}\n",
+                path.display()
+            )
         })
         .await
     }
@@ -69,7 +73,7 @@ impl TestRegistry {
             auth.issuer,
             auth.root_cert.display()
         );
-        Self::spawn(section, Some(auth.login), |_| {}).await
+        Self::spawn(Some(auth.login), |_| section).await
     }
 
     /// The login as ferry's client takes it.
@@ -80,23 +84,23 @@ impl TestRegistry {
         })
     }
 
-    /// Writes the config (`{dir}` in `auth` is the registry's temp dir), starts the
-    /// binary and polls `/v2/` until it answers 200 or 401.
+    /// Writes the config (`auth` gets the registry's temp dir and returns the
+    /// `auth:` section), starts the binary and polls `/v2/` until it answers 200
+    /// or 401.
     async fn spawn(
-        auth: String,
         login: Option<(String, String)>,
-        prepare: impl FnOnce(&std::path::Path),
+        auth: impl FnOnce(&std::path::Path) -> String,
     ) -> Self {
         let binary = std::env::var("FERRY_TEST_REGISTRY_BIN")
             .unwrap_or_else(|_| "/usr/bin/docker-registry".into());
         let dir = tempfile::tempdir().unwrap();
-        prepare(dir.path());
+        let auth = auth(dir.path());
         let port = free_port();
         let host = format!("127.0.0.1:{port}");
         let config = format!(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n{}",
             dir.path().join("data").display(),
-            auth.replace("{dir}", &dir.path().display().to_string()),
+            auth,
         );
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
