@@ -21,18 +21,22 @@ pub struct Family {
     pub manifest: &'static str,
     pub config: &'static str,
     pub layer: &'static str,
+    /// The index type that lists manifests of this family.
+    pub index: &'static str,
 }
 
 pub const OCI: Family = Family {
     manifest: "application/vnd.oci.image.manifest.v1+json",
     config: "application/vnd.oci.image.config.v1+json",
     layer: "application/vnd.oci.image.layer.v1.tar",
+    index: OCI_INDEX,
 };
 
 pub const DOCKER: Family = Family {
     manifest: "application/vnd.docker.distribution.manifest.v2+json",
     config: "application/vnd.docker.container.image.v1+json",
     layer: "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    index: DOCKER_LIST,
 };
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";

@@ -10,8 +10,8 @@ use ferry::{
 use serde_json::{Value, json};
 
 use super::images::{
-    self, DOCKER, DOCKER_LIST, Family, OCI, OCI_INDEX, TestImage, build, index_of,
-    manifest_descriptor, push, push_manifest,
+    self, DOCKER, Family, OCI, OCI_INDEX, TestImage, build, index_of, manifest_descriptor, push,
+    push_manifest,
 };
 
 /// The platforms of [`multi_arch`], as `os/arch[/variant]`.
@@ -44,13 +44,8 @@ pub fn platform(text: &str) -> Value {
     value
 }
 
-/// Four real platforms in one index: OCI types, or Docker's with `family` DOCKER.
+/// Four real platforms in one index of `family`'s types (OCI or Docker).
 pub fn multi_arch(family: &Family) -> MultiArch {
-    let index_type = if family.manifest == DOCKER.manifest {
-        DOCKER_LIST
-    } else {
-        OCI_INDEX
-    };
     let children: Vec<TestImage> = PLATFORMS
         .iter()
         .map(|p| images::platform_image(family, &platform(p), 2, 20_000))
@@ -61,7 +56,7 @@ pub fn multi_arch(family: &Family) -> MultiArch {
         .map(|(child, p)| (&child.manifest, Some(platform(p))))
         .collect();
     MultiArch {
-        index: index_of(index_type, &entries),
+        index: index_of(family.index, &entries),
         children,
     }
 }
