@@ -9,6 +9,11 @@
 mod auth;
 mod client;
 mod contract;
+mod copy_auth;
+mod copy_faults;
+mod copy_graph;
+mod copy_kinds;
+mod copy_mount;
 mod embedded;
 mod helpers;
 mod imports;

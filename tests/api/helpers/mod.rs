@@ -2,8 +2,12 @@
 //! and two real distribution registries, a token minter, and one helper method per
 //! endpoint.
 
+pub mod fault;
 pub mod images;
+pub mod images_kinds;
 pub mod registry;
+pub mod skopeo;
+pub mod token_server;
 
 use std::time::Duration;
 
@@ -92,13 +96,22 @@ pub fn serve_config(
 /// Starts ferry with `workers` background workers (0: drive `app.worker` by hand).
 pub async fn spawn_app(workers: usize) -> TestApp {
     let (source, target) = tokio::join!(TestRegistry::start(), TestRegistry::start());
+    spawn_app_with(workers, source, target, &[]).await
+}
+
+/// Starts ferry in front of the given registries; `extra_insecure` names more
+/// `host:port`s ferry reaches over plain HTTP (fault proxies).
+pub async fn spawn_app_with(
+    workers: usize,
+    source: TestRegistry,
+    target: TestRegistry,
+    extra_insecure: &[&str],
+) -> TestApp {
     let pool = fresh_database().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = serve_config(
-        dir.path(),
-        vec![source.host.clone(), target.host.clone()],
-        workers,
-    );
+    let mut insecure = vec![source.host.clone(), target.host.clone()];
+    insecure.extend(extra_insecure.iter().map(|h| h.to_string()));
+    let config = serve_config(dir.path(), insecure, workers);
     let app = RunningApp::start(&config, pool.clone()).await.unwrap();
     let tenant = Uuid::new_v4();
     let token = mint_all_roles(tenant);
@@ -165,7 +178,27 @@ impl TestApp {
 
     /// PUT a registry bound to `login_server`.
     pub async fn put_registry(&self, name: &str, login_server: &str) -> Response {
-        let body = json!({ "location": "westus", "sku": { "name": "Standard" }, "properties": { "loginServer": login_server } });
+        self.put_registry_properties(name, json!({ "loginServer": login_server }))
+            .await
+    }
+
+    /// PUT a registry bound to `login_server` with write-only credentials for it.
+    pub async fn put_registry_with_login(
+        &self,
+        name: &str,
+        login_server: &str,
+        (username, password): (&str, &str),
+    ) -> Response {
+        let credentials = json!({ "username": username, "password": password });
+        self.put_registry_properties(
+            name,
+            json!({ "loginServer": login_server, "credentials": credentials }),
+        )
+        .await
+    }
+
+    async fn put_registry_properties(&self, name: &str, properties: Value) -> Response {
+        let body = json!({ "location": "westus", "sku": { "name": "Standard" }, "properties": properties });
         self.request(
             Method::PUT,
             &format!("{}?{API}", self.registry_path(name)),
@@ -215,6 +248,28 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Imports into `target1` and waits for the outcome (needs running workers).
+    pub async fn run_import(&self, body: Value) -> (u16, Value) {
+        let location = self.start_import(body).await;
+        self.wait(&location).await
+    }
+
+    /// How many times workers claimed the operation behind a poll URL.
+    pub async fn attempts(&self, location: &str) -> i32 {
+        let id = location
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .split('?')
+            .next()
+            .unwrap();
+        sqlx::query_scalar("select attempts from operations where id = $1")
+            .bind(Uuid::parse_str(id).unwrap())
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
     /// Polls until the operation leaves 202; returns the final response.
     pub async fn wait(&self, location: &str) -> (u16, Value) {
         for _ in 0..600 {
@@ -229,12 +284,16 @@ impl TestApp {
         panic!("operation did not finish: {location}");
     }
 
+    /// ferry's client on the source registry, logged in if it needs a login.
     pub fn source_registry(&self) -> Registry {
-        self.client.registry(&self.source.host, None)
+        self.client
+            .registry(&self.source.host, self.source.credentials())
     }
 
+    /// ferry's client on the target registry, logged in if it needs a login.
     pub fn target_registry(&self) -> Registry {
-        self.client.registry(&self.target.host, None)
+        self.client
+            .registry(&self.target.host, self.target.credentials())
     }
 
     /// Number of operations stored.
