@@ -51,6 +51,11 @@ impl Scope {
         }
     }
 
+    /// Whether this is pull on one repository.
+    pub(super) fn single_pull(&self) -> bool {
+        matches!(self.entries.as_slice(), [(_, false)])
+    }
+
     /// Adds pull access on another repository.
     pub(super) fn and_pull(mut self, repository: &Repository) -> Self {
         if !self.entries.iter().any(|(r, _)| r == repository) {
@@ -77,7 +82,7 @@ impl Scope {
     }
 
     /// The same repositories with push everywhere: a token for that also serves this.
-    fn widened(&self) -> Self {
+    pub(super) fn widened(&self) -> Self {
         Self {
             entries: self
                 .entries

@@ -193,6 +193,11 @@ impl Download {
             let fresh = (self.hashed - self.offset.min(self.hashed)) as usize;
             self.hasher.update(&chunk[fresh.min(chunk.len())..]);
             self.hashed = end;
+            // Check before the last bytes go out: an upload with a Content-Length is
+            // complete once they are sent, and its body is not polled again.
+            if self.hashed == self.blob.size {
+                self.verify()?;
+            }
         }
         self.offset = end;
         self.pending = Some(chunk);

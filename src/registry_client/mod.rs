@@ -135,6 +135,7 @@ impl RegistryClient {
             settings: self.settings.clone(),
             limits: Arc::default(),
             referrers_api: Arc::default(),
+            pushing: false,
         }
     }
 }
@@ -150,11 +151,30 @@ pub struct Registry {
     limits: Arc<ratelimit::RateLimit>,
     /// Whether the registry serves the referrers API (learnt on first use).
     referrers_api: Arc<Mutex<Option<bool>>>,
+    /// Ask for push wherever pull is asked, so one token per repository serves
+    /// every request of an import's target.
+    pushing: bool,
 }
 
 impl Registry {
     fn url(&self, repository: &Repository, tail: &str) -> String {
         format!("{}/v2/{repository}/{tail}", self.base)
+    }
+
+    /// This handle as an import's target: it will push, so it asks for push tokens
+    /// up front instead of a pull token first and a push token later.
+    pub fn for_pushing(mut self) -> Self {
+        self.pushing = true;
+        self
+    }
+
+    /// The scope to ask for: a target widens single-repository pulls to push.
+    fn scope_for(&self, scope: &Scope) -> Scope {
+        if self.pushing && scope.single_pull() {
+            scope.widened()
+        } else {
+            scope.clone()
+        }
     }
 
     /// Whether both handles reach the same registry (so blobs can be mounted).
@@ -189,6 +209,7 @@ impl Registry {
         scope: &Scope,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Response, RegistryError> {
+        let scope = &self.scope_for(scope);
         let mut attempt = 0;
         let mut challenges = 0;
         loop {
@@ -244,6 +265,7 @@ impl Registry {
         scope: &Scope,
         request: reqwest::RequestBuilder,
     ) -> Result<Response, RegistryError> {
+        let scope = &self.scope_for(scope);
         let (request, sent) = self.auth.apply(request, scope).await?;
         let response = request.send().await?;
         if response.status() != StatusCode::UNAUTHORIZED {

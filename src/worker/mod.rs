@@ -201,7 +201,10 @@ impl Worker {
             .registry_credentials(target_id)
             .await
             .map_err(internal)?;
-        let target = self.client.registry(&target_host, target_credentials);
+        let target = self
+            .client
+            .registry(&target_host, target_credentials)
+            .for_pushing();
 
         let spec = &job.spec;
         let (source, source_repository) = match &spec.source_registry {
