@@ -27,8 +27,10 @@ pub enum Class {
     ManifestGet,
     /// Any HEAD.
     Head,
-    /// POST, PATCH and PUT under `/v2/…/blobs/uploads/`.
+    /// POST and PUT under `/v2/…/blobs/uploads/`.
     Upload,
+    /// PATCH under `/v2/…/blobs/uploads/` (a chunk of a chunked upload).
+    Chunk,
     /// Anything else.
     Other,
 }
@@ -39,9 +41,8 @@ impl Class {
             Method::HEAD => Self::Head,
             Method::GET if path.contains("/blobs/") => Self::BlobGet,
             Method::GET if path.contains("/manifests/") => Self::ManifestGet,
-            Method::POST | Method::PATCH | Method::PUT if path.contains("/blobs/uploads") => {
-                Self::Upload
-            }
+            Method::PATCH if path.contains("/blobs/uploads") => Self::Chunk,
+            Method::POST | Method::PUT if path.contains("/blobs/uploads") => Self::Upload,
             _ => Self::Other,
         }
     }
@@ -239,10 +240,10 @@ async fn forward(State(inner): State<Arc<Inner>>, request: Request) -> Response 
         seen.status = status;
         seen.fault = Some("status");
         inner.record(seen);
-        let code = if status == 429 {
-            "TOOMANYREQUESTS"
-        } else {
-            "UNAVAILABLE"
+        let code = match status {
+            429 => "TOOMANYREQUESTS",
+            416 => "BLOB_UPLOAD_INVALID",
+            _ => "UNAVAILABLE",
         };
         let body = format!(r#"{{"errors":[{{"code":"{code}","message":"injected fault"}}]}}"#);
         let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
