@@ -7,7 +7,9 @@ use bytes::Bytes;
 use reqwest::{StatusCode, header};
 
 use super::{
-    BlobRef, Registry, RegistryError, Scope, Side, download::Download, exists, expect,
+    BlobRef, Registry, RegistryError, Scope, Side,
+    download::{Download, Meter},
+    exists, expect,
     upload::Started,
 };
 use crate::operations::reference::{Digest, Repository};
@@ -60,13 +62,14 @@ impl Registry {
         .map(drop)
     }
 
-    /// Copies a blob from `source` into this registry.
+    /// Copies a blob from `source` into this registry; `meter` follows the bytes.
     pub async fn copy_blob_from(
         &self,
         source: &Registry,
         source_repository: &Repository,
         repository: &Repository,
         blob: &BlobRef,
+        meter: Option<Meter>,
     ) -> Result<Placed, Side> {
         let digest = &blob.digest;
         let mut chunked = self.settings.always_chunk;
@@ -83,13 +86,13 @@ impl Registry {
                 }
                 (
                     started,
-                    Download::open(source, source_repository, blob).await,
+                    Download::open(source, source_repository, blob, meter.clone()).await,
                 )
             } else {
                 // Opening the session and the read at once saves a round trip per blob.
                 tokio::join!(
                     self.start_upload(repository, None),
-                    Download::open(source, source_repository, blob)
+                    Download::open(source, source_repository, blob, meter.clone())
                 )
             };
             let session = match started.map_err(Side::Target)? {

@@ -20,6 +20,10 @@ const MAX_RECONNECTS: u32 = 8;
 /// Where a failed download leaves its reason, for the upload that was fed by it.
 pub(super) type FailureSlot = Arc<Mutex<Option<RegistryError>>>;
 
+/// Told how many bytes of a blob have been read and hashed so far (it starts
+/// again from 0 when a transfer is started over).
+pub type Meter = Arc<dyn Fn(u64) + Send + Sync>;
+
 pub(super) struct Download {
     source: Registry,
     repository: Repository,
@@ -37,6 +41,7 @@ pub(super) struct Download {
     reconnects: u32,
     verified: bool,
     failure: FailureSlot,
+    meter: Option<Meter>,
 }
 
 impl Download {
@@ -46,6 +51,7 @@ impl Download {
         source: &Registry,
         repository: &Repository,
         blob: &BlobRef,
+        meter: Option<Meter>,
     ) -> Result<Self, RegistryError> {
         let mut download = Self {
             source: source.clone(),
@@ -60,6 +66,7 @@ impl Download {
             reconnects: 0,
             verified: false,
             failure: FailureSlot::default(),
+            meter,
         };
         download.connect().await?;
         Ok(download)
@@ -193,6 +200,9 @@ impl Download {
             let fresh = (self.hashed - self.offset.min(self.hashed)) as usize;
             self.hasher.update(&chunk[fresh.min(chunk.len())..]);
             self.hashed = end;
+            if let Some(meter) = &self.meter {
+                meter(end);
+            }
             // Check before the last bytes go out: an upload with a Content-Length is
             // complete once they are sent, and its body is not polled again.
             if self.hashed == self.blob.size {

@@ -24,6 +24,7 @@ use reqwest::{Response, StatusCode, header};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use blobs::Placed;
+pub use download::Meter;
 pub use error::{RegistryError, Side};
 pub use manifest::{BlobRef, ChildRef, Contents, Manifest};
 pub use retry::RetryPolicy;

@@ -49,7 +49,10 @@ async fn chunked_uploads_stream_every_byte_in_order() {
             digest: digest.clone(),
             size: bytes.len() as u64,
         };
-        let placed = dst.copy_blob_from(&src, &repo, &copy, &blob).await.unwrap();
+        let placed = dst
+            .copy_blob_from(&src, &repo, &copy, &blob, None)
+            .await
+            .unwrap();
         assert_eq!(placed, Placed::Copied);
         assert_eq!(
             &read_blob(&target.host, "copy", digest.as_str()).await,
@@ -74,7 +77,7 @@ async fn blobs_within_one_registry_are_mounted_not_copied() {
         };
         assert!(!handle.blob_exists(&to, digest).await.unwrap());
         let placed = handle
-            .copy_blob_from(&handle, &from, &to, &blob)
+            .copy_blob_from(&handle, &from, &to, &blob, None)
             .await
             .unwrap();
         assert_eq!(placed, Placed::Mounted);
@@ -112,7 +115,10 @@ async fn chunked_uploads_resume_from_the_session_offset_after_failures() {
         size: bytes.len() as u64,
     };
     let repo: Repository = "app".parse().unwrap();
-    let placed = dst.copy_blob_from(&src, &repo, &repo, &blob).await.unwrap();
+    let placed = dst
+        .copy_blob_from(&src, &repo, &repo, &blob, None)
+        .await
+        .unwrap();
     assert_eq!(placed, Placed::Copied);
     assert_eq!(
         &read_blob(&target.host, "app", digest.as_str()).await,

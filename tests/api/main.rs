@@ -14,6 +14,7 @@ mod copy_faults;
 mod copy_graph;
 mod copy_kinds;
 mod copy_mount;
+mod copy_progress;
 mod embedded;
 mod helpers;
 mod imports;

@@ -10,7 +10,10 @@ mod referrers;
 
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -25,7 +28,7 @@ use crate::{
         reference::{Digest, Repository},
         spec::{ImportMode, ImportSpec},
     },
-    registry_client::{BlobRef, Manifest, Placed, Registry},
+    registry_client::{BlobRef, Manifest, Meter, Placed, Registry},
 };
 
 /// The most manifests (an index and its children) one import may copy, as in ACR.
@@ -225,19 +228,33 @@ impl CopyJob<'_> {
             .blob_exists(repository, &blob.digest)
             .await
             .map_err(CopyError::target)?;
+        // Bytes of this blob already counted, so a transfer started over is not
+        // counted twice.
+        let counted = Arc::new(AtomicU64::new(0));
         let placed = if present {
             None
         } else {
             let _slots = Registry::transfer_slots(&self.source, &self.target).await;
+            let meter: Meter = {
+                let (counted, progress) = (counted.clone(), self.progress.clone());
+                Arc::new(move |read| {
+                    let before = counted.fetch_max(read, Ordering::Relaxed);
+                    if read > before {
+                        progress.lock().expect("progress lock").bytes_done += read - before;
+                    }
+                })
+            };
+            let source = (&self.source, &self.source_repository);
             Some(
                 self.target
-                    .copy_blob_from(&self.source, &self.source_repository, repository, blob)
+                    .copy_blob_from(source.0, source.1, repository, blob, Some(meter))
                     .await?,
             )
         };
+        let rest = blob.size.saturating_sub(counted.load(Ordering::Relaxed));
         self.update(|p| {
             p.blobs_done += 1;
-            p.bytes_done += blob.size;
+            p.bytes_done += rest;
             match placed {
                 None => p.blobs_skipped += 1,
                 Some(Placed::Mounted) => p.blobs_mounted += 1,
