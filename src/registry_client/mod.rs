@@ -219,12 +219,11 @@ impl Registry {
             let (retry_after, failure) = match request.send().await {
                 Ok(response) if response.status() == StatusCode::UNAUTHORIZED && challenges < 2 => {
                     challenges += 1;
-                    let challenge = response
-                        .headers()
-                        .get(header::WWW_AUTHENTICATE)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned);
-                    if self.auth.answer(challenge.as_deref(), scope, &sent).await? {
+                    if self
+                        .auth
+                        .answer(challenge_of(&response), scope, &sent)
+                        .await?
+                    {
                         attempt -= 1;
                         continue;
                     }
@@ -273,16 +272,23 @@ impl Registry {
             self.limits.observe(&response);
             return Ok(response);
         }
-        let challenge = response
-            .headers()
-            .get(header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        if self.auth.answer(challenge.as_deref(), scope, &sent).await? {
+        if self
+            .auth
+            .answer(challenge_of(&response), scope, &sent)
+            .await?
+        {
             return Err(RegistryError::AuthExpired);
         }
         Err(RegistryError::Unauthorized { status: 401 })
     }
+}
+
+/// The `WWW-Authenticate` challenge of a 401.
+fn challenge_of(response: &Response) -> Option<&str> {
+    response
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// Maps a HEAD/GET answer to found / not found / error.

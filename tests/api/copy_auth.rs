@@ -33,6 +33,13 @@ async fn app_with_source(source: TestRegistry) -> (TestApp, images::TestImage) {
     (app, image)
 }
 
+/// Asserts the import succeeded and the target holds `team/app:v1` intact.
+async fn assert_imported(app: &TestApp, (status, body): (u16, &Value), image: &images::TestImage) {
+    assert_eq!(status, 200, "{body}");
+    skopeo::assert_manifest(&app.target, "team/app:v1", &image.manifest).await;
+    skopeo::assert_image(app, "team/app", image).await;
+}
+
 fn from_uri(host: &str, credentials: Value) -> Value {
     json!({ "source": { "registryUri": host, "sourceImage": "team/app:v1", "credentials": credentials } })
 }
@@ -52,9 +59,7 @@ async fn copy_from_htpasswd_source_resource_uses_its_stored_credentials() {
     let (status, body) = app
         .run_import(json!({ "source": { "resourceId": app.registry_path("source1"), "sourceImage": "team/app:v1" } }))
         .await;
-    assert_eq!(status, 200, "{body}");
-    skopeo::assert_manifest(&app.target, "team/app:v1", &image.manifest).await;
-    skopeo::assert_image(&app, "team/app", &image).await;
+    assert_imported(&app, (status, &body), &image).await;
 }
 
 #[tokio::test]
@@ -63,9 +68,7 @@ async fn copy_from_htpasswd_source_uri_uses_the_import_credentials() {
 
     let body = from_uri(&app.source.host, login(ALICE.0, ALICE.1));
     let (status, body) = app.run_import(body).await;
-    assert_eq!(status, 200, "{body}");
-    skopeo::assert_manifest(&app.target, "team/app:v1", &image.manifest).await;
-    skopeo::assert_image(&app, "team/app", &image).await;
+    assert_imported(&app, (status, &body), &image).await;
 }
 
 #[tokio::test]
@@ -128,9 +131,7 @@ async fn copy_between_token_registries_reuses_cached_tokens() {
     // Only ferry's requests count: the checks below fetch tokens of their own.
     let during = tokens.requests().split_off(before);
     let source_requests = proxy.requests().len();
-    assert_eq!(status, 200, "{body}");
-    skopeo::assert_manifest(&app.target, "team/app:v1", &image.manifest).await;
-    skopeo::assert_image(&app, "team/app", &image).await;
+    assert_imported(&app, (status, &body), &image).await;
 
     let source_tokens = during
         .iter()
