@@ -1361,8 +1361,8 @@ def render(bench: Bench, args: argparse.Namespace, command: str) -> tuple[str, d
         f"{args.runs} runs each, interleaved",
         f"- registry storage: source on `{m.get('workdir_fs', '?')}`; target on the same for the cold copies, on "
         f"{'tmpfs (/dev/shm)' if args.index_storage == 'tmpfs' else 'disk'} for the index scenarios",
-        f"- latency proxy: Python asyncio, one upstream connection per client connection, delay added before "
-        f"forwarding each request (not to connection set-up)",
+        f"- latency proxy: Python asyncio, one process per registry, pooled upstream connections, delay added "
+        f"before forwarding each request (not to connection set-up); its own cost is the 'proxy 0 ms' rows",
         "- ferry times are the operation's own `endTime − startTime` from the poll body "
         f"(fractional-second digits seen: {digits or '?'}); skopeo times are the process's wall time; "
         "throughput = image bytes / median time",
