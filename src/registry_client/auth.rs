@@ -11,13 +11,14 @@
 
 use std::{
     collections::HashMap,
-    sync::LazyLock,
+    sync::{Arc, LazyLock},
     time::{Duration, Instant},
 };
 
 use regex::Regex;
 use reqwest::RequestBuilder;
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest as _, Sha256};
 use tokio::sync::Mutex;
 
 use super::{RegistryError, retry::RetryPolicy};
@@ -30,6 +31,43 @@ static PARAM: LazyLock<Regex> =
 const IDENTITY_TOKEN_USER: &str = "00000000-0000-0000-0000-000000000000";
 /// Token lifetime when the token endpoint does not say (the distribution spec's default).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+
+/// How long an unused authenticator stays in the cache.
+const IDLE_EVICTION: Duration = Duration::from_secs(600);
+
+/// Authenticators by host and credentials. The key holds a hash of the
+/// credentials, so imports with other credentials never share tokens.
+#[derive(Debug, Default)]
+pub(super) struct AuthCache {
+    entries: HashMap<(String, [u8; 32]), (Arc<Authenticator>, Instant)>,
+}
+
+impl AuthCache {
+    /// The shared authenticator for `host` and `credentials`, made on first use.
+    pub(super) fn get_or_insert(
+        &mut self,
+        host: &str,
+        credentials: Option<Credentials>,
+        make: impl FnOnce() -> (reqwest::Client, RetryPolicy),
+    ) -> Arc<Authenticator> {
+        let now = Instant::now();
+        self.entries
+            .retain(|_, (auth, used)| Arc::strong_count(auth) > 1 || now - *used < IDLE_EVICTION);
+        let mut hasher = Sha256::new();
+        if let Some(credentials) = &credentials {
+            hasher.update(credentials.username.as_deref().unwrap_or("").as_bytes());
+            hasher.update([0]);
+            hasher.update(credentials.password.expose_secret().as_bytes());
+        }
+        let key = (host.to_owned(), hasher.finalize().into());
+        let (auth, used) = self.entries.entry(key).or_insert_with(|| {
+            let (http, retry) = make();
+            (Arc::new(Authenticator::new(http, credentials, retry)), now)
+        });
+        *used = now;
+        auth.clone()
+    }
+}
 
 /// The access a request needs: pull or push on one or more repositories (a
 /// cross-repository mount needs push on the target and pull on the source).
@@ -380,6 +418,28 @@ impl Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_authenticators_are_shared_only_by_equal_credentials() {
+        let mut cache = AuthCache::default();
+        let login = |password: &str| {
+            Some(Credentials {
+                username: Some("alice".into()),
+                password: SecretString::from(password.to_owned()),
+            })
+        };
+        let make = || (reqwest::Client::new(), RetryPolicy::default());
+        let a = cache.get_or_insert("r.example", login("one"), make);
+        let again = cache.get_or_insert("r.example", login("one"), make);
+        assert!(Arc::ptr_eq(&a, &again));
+        for other in [
+            cache.get_or_insert("r.example", login("two"), make),
+            cache.get_or_insert("r.example", None, make),
+            cache.get_or_insert("s.example", login("one"), make),
+        ] {
+            assert!(!Arc::ptr_eq(&a, &other));
+        }
+    }
 
     #[test]
     fn scopes_combine_and_key_ignores_order() {

@@ -65,6 +65,9 @@ pub struct RegistryClient {
     tokens: reqwest::Client,
     insecure: Arc<HashSet<String>>,
     hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    /// Authentication state shared by imports that reach one host with the same
+    /// credentials, so tokens and learnt challenges outlive a single import.
+    auths: Arc<Mutex<auth::AuthCache>>,
     settings: Arc<ClientSettings>,
 }
 
@@ -106,6 +109,7 @@ impl RegistryClient {
             tokens,
             insecure: Arc::new(insecure),
             hosts: Arc::default(),
+            auths: Arc::default(),
             settings: Arc::new(settings),
         })
     }
@@ -127,11 +131,11 @@ impl RegistryClient {
         Registry {
             http: self.http.clone(),
             base: Arc::from(format!("{scheme}://{host}")),
-            auth: Arc::new(Authenticator::new(
-                self.tokens.clone(),
+            auth: self.auths.lock().expect("auth cache lock").get_or_insert(
+                host,
                 credentials,
-                self.settings.retry.clone(),
-            )),
+                || (self.tokens.clone(), self.settings.retry.clone()),
+            ),
             slots,
             settings: self.settings.clone(),
             limits: Arc::default(),

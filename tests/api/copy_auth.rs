@@ -153,6 +153,15 @@ async fn copy_between_token_registries_reuses_cached_tokens() {
                 .any(|s| s.starts_with("repository:team/app:") && s.contains("push"))),
         "{target_tokens:?}"
     );
+
+    // A second import with the same credentials reuses the cached tokens.
+    let before = tokens.requests().len();
+    let mut again = from_uri(&proxy.host, login(ALICE.0, ALICE.1));
+    again["targetTags"] = json!(["team/app:v2"]);
+    let (status, body) = app.run_import(again).await;
+    assert_eq!(status, 200, "{body}");
+    let fetched = tokens.requests().split_off(before);
+    assert!(fetched.is_empty(), "tokens fetched again: {fetched:?}");
 }
 
 #[tokio::test]
