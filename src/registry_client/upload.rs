@@ -211,6 +211,7 @@ impl Registry {
                         }),
                     ));
                 }
+                Err(error) if !error.is_transient() => return Err(Side::Target(error)),
                 Ok(_) | Err(_) => {}
             }
             resumes += 1;
