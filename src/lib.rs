@@ -1,6 +1,8 @@
 //! ferry: imports container images between OCI registries through an
 //! ARM-compatible `importImage` API, with Postgres as the durable work queue.
 
+/// Scoped authorization: role assignments, role definitions and the audit log.
+pub mod access;
 /// The HTTP surface: routes, extractors, the ARM error envelope.
 pub mod api;
 /// Shared state, server and worker start-up and shutdown.

@@ -39,10 +39,13 @@ pub enum ApiError {
     InvalidToken,
     #[error("The access token has expired.")]
     ExpiredToken,
-    #[error("The client '{principal}' does not have authorization to perform action '{action}'.")]
+    #[error(
+        "The client '{principal}' does not have authorization to perform action '{action}' over scope '{scope}' or the scope is invalid."
+    )]
     AuthorizationFailed {
         principal: String,
         action: &'static str,
+        scope: String,
     },
     #[error("The subscription '{0}' could not be found.")]
     SubscriptionNotFound(uuid::Uuid),
@@ -58,6 +61,12 @@ pub enum ApiError {
     RegistryNameInUse(String),
     #[error("The request body is too large.")]
     PayloadTooLarge,
+    #[error("The role assignment already exists.")]
+    RoleAssignmentExists,
+    #[error("The role assignment '{0}' is not found.")]
+    RoleAssignmentNotFound(String),
+    #[error("The role definition '{0}' is not found.")]
+    RoleDefinitionNotFound(String),
     #[error("Operation {id} failed. {message}")]
     OperationFailed {
         id: uuid::Uuid,
@@ -91,6 +100,9 @@ impl ApiError {
             Self::MethodNotAllowed => "MethodNotAllowed",
             Self::RegistryNameInUse(_) => "RegistryNameInUse",
             Self::PayloadTooLarge => "PayloadTooLarge",
+            Self::RoleAssignmentExists => "RoleAssignmentExists",
+            Self::RoleAssignmentNotFound(_) => "RoleAssignmentNotFound",
+            Self::RoleDefinitionNotFound(_) => "RoleDefinitionNotFound",
             Self::OperationFailed { code, .. } => code.as_str(),
             Self::DatabaseUnavailable => "DatabaseUnavailable",
             Self::Internal(_) => "InternalServerError",
@@ -107,9 +119,11 @@ impl ApiError {
             Self::SubscriptionNotFound(_)
             | Self::ResourceNotFound(_)
             | Self::OperationNotFound(_)
-            | Self::NotFound => StatusCode::NOT_FOUND,
+            | Self::NotFound
+            | Self::RoleAssignmentNotFound(_)
+            | Self::RoleDefinitionNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::RegistryNameInUse(_) => StatusCode::CONFLICT,
+            Self::RegistryNameInUse(_) | Self::RoleAssignmentExists => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -205,6 +219,9 @@ pub const ALL_CODES: &[&str] = &[
     "MethodNotAllowed",
     "RegistryNameInUse",
     "PayloadTooLarge",
+    "RoleAssignmentExists",
+    "RoleAssignmentNotFound",
+    "RoleDefinitionNotFound",
     "DatabaseUnavailable",
     "InternalServerError",
 ];

@@ -18,7 +18,8 @@ use super::{
     registries::load,
 };
 use crate::{
-    auth::{Authorized, CanImport, Principal},
+    access::{Caller, ScopePath},
+    auth::{Action, Authorized, CanImport},
     operations::{
         OperationId,
         spec::{ImportImageBody, SourceLocator, SourceRegistry, SpecError},
@@ -57,7 +58,17 @@ async fn import_image(
     let request = body.validate()?;
     check_target_policy(&target)?;
     let source = match &request.locator {
-        SourceLocator::Uri(host) => SourceRegistry::Uri { host: host.clone() },
+        SourceLocator::Uri(host) => {
+            if crate::registries::store::closed_to_public(&state.pool, host).await? {
+                return Err(ApiError::invalid(
+                    "source.registryUri",
+                    format!(
+                        "The source registry '{host}' has public network access disabled; import from it by source.resourceId within its own tenant."
+                    ),
+                ));
+            }
+            SourceRegistry::Uri { host: host.clone() }
+        }
         SourceLocator::ResourceId(id) => resolve_source(&state, &caller, id).await?,
     };
     let id = OperationId::new();
@@ -114,7 +125,7 @@ fn normalized_location(location: &str) -> String {
 /// Finds the registry a `resourceId` names, within the caller's tenant.
 async fn resolve_source(
     state: &AppState,
-    caller: &Principal,
+    caller: &Caller,
     id: &str,
 ) -> Result<SourceRegistry, ApiError> {
     let not_found = || ApiError::ResourceNotFound(id.to_owned());
@@ -150,6 +161,8 @@ async fn resolve_source(
     let registry = crate::registries::store::find(&state.pool, caller.tenant, &key)
         .await?
         .ok_or_else(not_found)?;
+    // Pulling from a registry of the tenant needs read access to it.
+    caller.require(Action::Read, &ScopePath::registry(&key))?;
     if registry.properties.policies.export_policy.status == PolicyStatus::Disabled {
         return Err(ApiError::invalid(
             "source.resourceId",

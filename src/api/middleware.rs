@@ -21,6 +21,12 @@ const KEYWORDS: &[&str] = &[
     "importImage",
     "locations",
     "operationResults",
+    "Microsoft.Authorization",
+    "roleAssignments",
+    "roleDefinitions",
+    "Microsoft.Insights",
+    "eventtypes",
+    "values",
 ];
 
 fn canonical(segment: &str) -> Option<&'static str> {

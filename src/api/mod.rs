@@ -2,6 +2,8 @@
 //! merges them, puts authentication and api-version checks on the ARM routes, and
 //! wraps everything in the ARM error and header conventions.
 
+mod access;
+mod audit;
 pub mod error;
 pub mod extract;
 mod health;
@@ -34,7 +36,10 @@ pub fn router(state: AppState) -> Router {
         .merge(registries::router())
         .merge(imports::router())
         .merge(operations::router())
+        .merge(access::router())
+        .merge(audit::router())
         .route_layer(from_fn(extract::require_api_version))
+        .route_layer(from_fn_with_state(state.clone(), audit::record))
         .route_layer(from_fn_with_state(
             state.verifier.clone(),
             auth::authenticate,

@@ -16,8 +16,10 @@ use super::{
     extract::{ApiVersion, BaseUrl, subscription_id},
 };
 use crate::{
-    auth::{Authorized, CanRead},
+    access::ScopePath,
+    auth::{Action, Authorized, CanRead},
     operations::{OperationId, OperationStatus, store},
+    registries::RegistryKey,
 };
 
 pub(super) fn router() -> Router<AppState> {
@@ -72,6 +74,16 @@ async fn poll(
     let op = store::find(&state.pool, caller.tenant, subscription, op_id)
         .await?
         .ok_or_else(not_found)?;
+    // Reading an operation needs read access to its target registry.
+    let scope = match &op.target {
+        Some((group, name)) => ScopePath::registry(&RegistryKey {
+            subscription,
+            group: group.clone(),
+            name: name.clone(),
+        }),
+        None => ScopePath::subscription(subscription),
+    };
+    caller.require(Action::Read, &scope)?;
     let body = |status: &str| {
         json!({
             "id": operation_path(subscription, &location, op.id),

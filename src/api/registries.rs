@@ -16,7 +16,8 @@ use super::{
     extract::{ArmJson, RegistryPath, group_name, subscription_id},
 };
 use crate::{
-    auth::{Authorized, CanRead, CanWrite},
+    access::{Caller, ScopePath},
+    auth::{Action, Authorized, CanRead, CanWrite},
     registries::{
         Registry, RegistryBody, RegistryKey,
         store::{self, PutError, WriteError},
@@ -139,9 +140,25 @@ async fn delete(
     })
 }
 
-fn page(registries: &[Registry]) -> Json<Value> {
-    let value: Vec<Value> = registries.iter().map(Registry::to_arm).collect();
+/// A list page of the registries the caller may read.
+fn page(caller: &Caller, registries: &[Registry]) -> Json<Value> {
+    let value: Vec<Value> = readable(caller, registries).map(Registry::to_arm).collect();
     Json(json!({ "value": value, "nextLink": null }))
+}
+
+/// The registries the caller may read (a list shows no others).
+pub(super) fn readable<'a>(
+    caller: &'a Caller,
+    registries: &'a [Registry],
+) -> impl Iterator<Item = &'a Registry> {
+    registries.iter().filter(|r| {
+        let key = RegistryKey {
+            subscription: r.subscription_id,
+            group: r.resource_group.clone(),
+            name: r.name.clone(),
+        };
+        caller.may(Action::Read, &ScopePath::registry(&key))
+    })
 }
 
 async fn list_in_group(
@@ -151,6 +168,7 @@ async fn list_in_group(
 ) -> Result<Json<Value>, ApiError> {
     let (sub, group) = (subscription_id(&sub)?, group_name(&group)?);
     Ok(page(
+        &caller,
         &store::list(&state.pool, caller.tenant, sub, Some(&group)).await?,
     ))
 }
@@ -162,6 +180,7 @@ async fn list_in_subscription(
 ) -> Result<Json<Value>, ApiError> {
     let sub = subscription_id(&sub)?;
     Ok(page(
+        &caller,
         &store::list(&state.pool, caller.tenant, sub, None).await?,
     ))
 }

@@ -80,6 +80,8 @@ async fn resources(
     } else {
         Vec::new()
     };
-    let value: Vec<Value> = registries.iter().map(|r| r.to_generic_resource()).collect();
+    let value: Vec<Value> = super::registries::readable(&caller, &registries)
+        .map(|r| r.to_generic_resource())
+        .collect();
     Ok(Json(json!({ "value": value, "nextLink": null })))
 }

@@ -17,7 +17,10 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::api::error::ApiError;
+use crate::{
+    access::{self, Caller, ScopePath},
+    api::{AppState, error::ApiError},
+};
 
 /// A tenant (the token's `tid`): every resource belongs to exactly one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -58,7 +61,8 @@ impl Role {
             .find(|role| role.claim_value().eq_ignore_ascii_case(value))
     }
 
-    fn allows(self, action: Action) -> bool {
+    /// Whether this role permits `action`.
+    pub fn allows(self, action: Action) -> bool {
         match self {
             Self::DataImporter => matches!(action, Action::Import | Action::Read),
             Self::DataReader => action == Action::Read,
@@ -79,7 +83,8 @@ pub enum Action {
 }
 
 impl Action {
-    fn arm_name(self) -> &'static str {
+    /// The ARM operation name, as 403 messages and the audit log show it.
+    pub fn arm_name(self) -> &'static str {
         match self {
             Self::Read => "Microsoft.ContainerRegistry/registries/read",
             Self::Write => "Microsoft.ContainerRegistry/registries/write",
@@ -107,6 +112,7 @@ impl Principal {
             Err(ApiError::AuthorizationFailed {
                 principal: self.id.clone(),
                 action: action.arm_name(),
+                scope: "/".to_owned(),
             })
         }
     }
@@ -145,6 +151,8 @@ pub struct CanRead;
 pub struct CanWrite;
 /// May start imports.
 pub struct CanImport;
+/// May create and delete role assignments, and read the audit log.
+pub struct CanManageAccess;
 
 impl Permission for CanRead {
     const ACTION: Action = Action::Read;
@@ -155,22 +163,45 @@ impl Permission for CanWrite {
 impl Permission for CanImport {
     const ACTION: Action = Action::Import;
 }
+impl Permission for CanManageAccess {
+    const ACTION: Action = Action::ManageAccess;
+}
 
-/// The caller, already checked for permission `P`. Placed before the body
-/// extractor, it makes a 403 win over a 400 and keeps refused requests inert.
-pub struct Authorized<P>(pub Principal, pub PhantomData<P>);
+/// The caller, already checked for permission `P` at the request's scope (or, for
+/// lists and polls, somewhere within it: the handler narrows). Placed before the
+/// body extractor, it makes a 403 win over a 400 and keeps refused requests inert.
+pub struct Authorized<P>(pub Caller, pub PhantomData<P>);
 
-impl<S: Send + Sync, P: Permission> FromRequestParts<S> for Authorized<P> {
+impl<P: Permission> FromRequestParts<AppState> for Authorized<P> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let principal = parts
             .extensions
             .get::<Principal>()
             .cloned()
             .ok_or(ApiError::AuthenticationFailed)?;
-        principal.authorize(P::ACTION)?;
-        Ok(Self(principal, PhantomData))
+        let grants = access::store::grants(&state.pool, principal.tenant, &principal.id).await?;
+        let caller = Caller { principal, grants };
+        let scope = ScopePath::from_path(parts.uri.path());
+        let allowed = match &scope {
+            Some(scope) => caller.may_within(P::ACTION, scope),
+            None => caller.principal.roles.iter().any(|r| r.allows(P::ACTION)),
+        };
+        if allowed {
+            return Ok(Self(caller, PhantomData));
+        }
+        Err(match scope {
+            Some(scope) => caller.refusal(P::ACTION, &scope),
+            None => ApiError::AuthorizationFailed {
+                principal: caller.principal.id.clone(),
+                action: P::ACTION.arm_name(),
+                scope: "/".to_owned(),
+            },
+        })
     }
 }
 

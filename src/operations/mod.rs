@@ -127,6 +127,8 @@ pub struct Progress {
 #[derive(Debug, Clone)]
 pub struct OperationView {
     pub id: OperationId,
+    /// The target registry's resource group and name, while it exists.
+    pub target: Option<(String, String)>,
     pub status: OperationStatus,
     pub progress: Progress,
     pub failure: Option<(FailureCode, String)>,

@@ -58,8 +58,10 @@ pub async fn find(
 ) -> sqlx::Result<Option<OperationView>> {
     let row = sqlx::query!(
         r#"select o.id, o.status as "status: OperationStatus", o.progress as "progress: Json<Progress>",
-                  o.error_code, o.error_message, o.created_at, o.finished_at
+                  o.error_code, o.error_message, o.created_at, o.finished_at,
+                  r.resource_group as "group?", r.name as "registry?"
            from operations o join subscriptions s on s.id = o.subscription_id
+                left join registries r on r.id = o.registry_id
            where o.id = $1 and o.subscription_id = $2 and s.tenant_id = $3"#,
         id.0,
         subscription,
@@ -69,6 +71,7 @@ pub async fn find(
     .await?;
     Ok(row.map(|row| OperationView {
         id: OperationId(row.id),
+        target: row.group.zip(row.registry),
         status: row.status,
         progress: row.progress.0,
         failure: row.error_code.map(|code| {

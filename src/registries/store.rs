@@ -149,7 +149,7 @@ pub async fn list(
 }
 
 /// Claims `subscription` for `tenant` if nobody owns it; fails if another tenant does.
-async fn claim_subscription(
+pub(crate) async fn claim_subscription(
     conn: &mut PgConnection,
     tenant: TenantId,
     subscription: Uuid,
@@ -339,4 +339,19 @@ pub fn map_unique(error: sqlx::Error, conflict: WriteError) -> WriteError {
         sqlx::Error::Database(db) if db.is_unique_violation() => conflict,
         _ => WriteError::Database(error),
     }
+}
+
+/// Whether a registry resource (of any tenant) bound to `login_server` is closed to
+/// public networks: such a registry is reachable only as a `resourceId` source of
+/// its own tenant.
+pub async fn closed_to_public(pool: &PgPool, login_server: &str) -> sqlx::Result<bool> {
+    let closed = sqlx::query_scalar!(
+        r#"select exists(select 1 from registries
+                         where lower(login_server) = lower($1)
+                           and properties->>'publicNetworkAccess' = 'Disabled')"#,
+        login_server
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(closed.unwrap_or(false))
 }

@@ -40,6 +40,11 @@ fn every_route_is_in_openapi() {
         "/subscriptions/{subscriptionId}/providers/Microsoft.ContainerRegistry/registries:",
         "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerRegistry/registries/{registryName}/importImage:",
         "/subscriptions/{subscriptionId}/providers/Microsoft.ContainerRegistry/locations/{location}/operationResults/{operationId}:",
+        "/subscriptions/{subscriptionId}/providers/Microsoft.Authorization/roleAssignments/{roleAssignmentName}:",
+        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.Authorization/roleAssignments:",
+        "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/Microsoft.ContainerRegistry/registries/{registryName}/providers/Microsoft.Authorization/roleAssignments/{roleAssignmentName}:",
+        "/subscriptions/{subscriptionId}/providers/Microsoft.Authorization/roleDefinitions:",
+        "/subscriptions/{subscriptionId}/providers/Microsoft.Insights/eventtypes/management/values:",
     ] {
         assert!(spec.contains(route), "{route} missing from openapi.yaml");
     }
