@@ -166,8 +166,9 @@ impl Caller {
 #[derive(Debug, Clone, Copy)]
 pub struct RoleDefinition {
     pub role: Role,
-    /// The definition's id; the built-in Azure role with the same meaning where
-    /// there is one.
+    /// The definition's id: that of the Azure built-in role closest in meaning
+    /// (Container Registry Data Importer and Data Reader, AcrPull, Contributor,
+    /// Owner), so scripts written for Azure keep working.
     pub id: Uuid,
     pub name: &'static str,
     pub description: &'static str,
@@ -188,7 +189,7 @@ pub const ROLE_DEFINITIONS: [RoleDefinition; 4] = [
     },
     RoleDefinition {
         role: Role::DataReader,
-        id: Uuid::from_u128(0xb93aa761_3e63_49ed_ac28_beffa264f7ac),
+        id: Uuid::from_u128(0x7f951dda_4ed3_4680_a7ca_43fe172d538d),
         name: "Container Registry Data Reader",
         description: "Read registries and operations, and pull from a registry used as an import source.",
         actions: &["Microsoft.ContainerRegistry/registries/read"],
