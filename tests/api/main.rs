@@ -6,6 +6,10 @@
     reason = "helpers are shared between test modules of one binary"
 )]
 
+#[path = "helpers/access.rs"]
+mod access_helpers;
+mod access_matrix;
+mod access_model;
 mod auth;
 mod client;
 mod contract;
