@@ -6,6 +6,7 @@
     reason = "helpers are shared between test modules of one binary"
 )]
 
+mod access_assignments;
 #[path = "helpers/access.rs"]
 mod access_helpers;
 mod access_matrix;
