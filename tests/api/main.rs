@@ -9,6 +9,7 @@
 mod access_assignments;
 #[path = "helpers/access.rs"]
 mod access_helpers;
+mod access_imports;
 mod access_matrix;
 mod access_model;
 mod auth;
