@@ -7,6 +7,7 @@
 )]
 
 mod access_assignments;
+mod access_audit;
 #[path = "helpers/access.rs"]
 mod access_helpers;
 mod access_imports;

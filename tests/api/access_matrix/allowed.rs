@@ -43,7 +43,8 @@ impl World {
                 );
             }
             Route::PatchRegistry => {
-                return expect(status == 200 && answer["tags"]["case"] == n.to_string());
+                let tag = n.to_string();
+                return expect(status == 200 && answer["tags"]["case"] == tag.as_str());
             }
             Route::CreateRegistry => {
                 expect(status == 201 && answer["name"] == "newreg1")?;
