@@ -7,6 +7,7 @@ pub mod store;
 
 use std::{fmt, ops::Deref};
 
+use percent_encoding::percent_decode_str;
 use uuid::Uuid;
 
 use crate::{
@@ -48,26 +49,30 @@ impl ScopePath {
         }
     }
 
-    /// The scope a (normalised) request path acts on: as far as it names a
-    /// subscription, resource group and registry. `None` outside a subscription.
+    /// The scope a request path acts on: as far as it names a subscription,
+    /// resource group and registry. Segments are percent-decoded and keywords
+    /// matched case-insensitively, exactly as the handlers will read them, so a
+    /// check can never be about another resource than the action. `None` outside
+    /// a subscription.
     pub fn from_path(path: &str) -> Option<Self> {
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let subscription = match segments.as_slice() {
-            ["subscriptions", id, ..] => Uuid::parse_str(id).ok()?,
-            _ => return None,
+        let segments: Vec<String> = path
+            .trim_matches('/')
+            .split('/')
+            .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+            .collect();
+        let is = |index: usize, keyword: &str| {
+            segments
+                .get(index)
+                .is_some_and(|s| s.eq_ignore_ascii_case(keyword))
         };
-        let mut scope = Self::subscription(subscription);
-        if let ["resourceGroups", group, rest @ ..] = &segments[2..] {
-            scope = Self::group(subscription, group);
-            if let [
-                "providers",
-                "Microsoft.ContainerRegistry",
-                "registries",
-                name,
-                ..,
-            ] = rest
-            {
-                scope.registry = Some(name.to_ascii_lowercase());
+        if !is(0, "subscriptions") {
+            return None;
+        }
+        let mut scope = Self::subscription(Uuid::parse_str(segments.get(1)?).ok()?);
+        if is(2, "resourceGroups") {
+            scope.group = Some(segments.get(3)?.to_ascii_lowercase());
+            if is(4, "providers") && is(5, "Microsoft.ContainerRegistry") && is(6, "registries") {
+                scope.registry = segments.get(7).map(|n| n.to_ascii_lowercase());
             }
         }
         Some(scope)
@@ -263,6 +268,13 @@ mod tests {
         assert!(!ScopePath::subscription(Uuid::new_v4()).covers(&registry));
         assert!(!ScopePath::group(sub, "other").covers(&registry));
         assert_eq!(ScopePath::from_path("/providers/x"), None);
+        let lowered = ScopePath::from_path(&format!(
+            "/subscriptions/{sub}/resourcegroups/team/providers/microsoft.containerregistry/registries/reg"
+        ));
+        assert_eq!(lowered.as_ref(), Some(&registry));
+        let encoded =
+            ScopePath::from_path(&format!("/subscriptions/{sub}/resourceGroups/te%61m")).unwrap();
+        assert_eq!(encoded, ScopePath::group(sub, "team"));
     }
 
     #[test]

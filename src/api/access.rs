@@ -14,7 +14,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{AppState, error::ApiError, extract::ArmJson, registries::load};
+use super::{
+    AppState,
+    error::ApiError,
+    extract::{ArmJson, group_name, registry_name},
+    registries::load,
+};
 use crate::{
     access::{
         Caller, ROLE_DEFINITIONS, RoleDefinition, ScopePath, definition_arm_id,
@@ -22,7 +27,7 @@ use crate::{
         store::{self, AssignError, Assignment},
     },
     auth::{Authenticated, Authorized, CanManageAccess, CanRead},
-    registries::RegistryKey,
+    registries::{RegistryKey, store::WriteError},
 };
 
 const ASSIGNMENTS: &str = "providers/Microsoft.Authorization/roleAssignments";
@@ -59,10 +64,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Scope {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let path = parts.uri.path();
-        ScopePath::from_path(path).map(Self).ok_or_else(|| {
+        let scope = ScopePath::from_path(path).ok_or_else(|| {
             let sub = path.split('/').nth(2).unwrap_or_default();
             ApiError::InvalidSubscriptionId(sub.to_owned())
-        })
+        })?;
+        if let Some(group) = &scope.group {
+            group_name(group)?;
+        }
+        if let Some(registry) = &scope.registry {
+            registry_name(registry)?;
+        }
+        Ok(Self(scope))
     }
 }
 
@@ -179,6 +191,9 @@ async fn put_assignment(
         .await
         .map_err(|error| match error {
             AssignError::IdTaken | AssignError::Exists => ApiError::RoleAssignmentExists,
+            AssignError::Write(WriteError::ForeignSubscription) => {
+                ApiError::SubscriptionNotFound(assignment.scope.subscription)
+            }
             AssignError::Write(error) => error.into(),
         })?;
     let status = if created {

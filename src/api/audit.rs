@@ -14,10 +14,11 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AppState, error::ApiError, extract::subscription_id};
+use super::{AppState, error::ApiError, extract::subscription_id, middleware::RequestId};
 use crate::{
     access::store::{self, AuditRecord},
-    auth::{Authorized, CanManageAccess, Principal},
+    auth::{Action, Authorized, CanReadAuditLog, Principal},
+    registries::store::owns_subscription,
 };
 
 /// Records returned by one activity-log read.
@@ -30,7 +31,9 @@ pub(super) fn router() -> Router<AppState> {
     )
 }
 
-/// The ARM operation name of a request, from its method and path.
+/// The ARM operation name of a request, from its method and the resource type its
+/// (normalised) path ends in: keywords are read at their positions only, so a
+/// registry named `importImage` is still a registry.
 fn action_name(method: &Method, path: &str) -> String {
     let verb = match *method {
         Method::GET | Method::HEAD => "read",
@@ -38,19 +41,21 @@ fn action_name(method: &Method, path: &str) -> String {
         _ => "write",
     };
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    if segments.last() == Some(&"importImage") {
+    let at = |back: usize| segments.len().checked_sub(back).map_or("", |i| segments[i]);
+    if at(1) == "importImage" && at(3) == "registries" {
         return "Microsoft.ContainerRegistry/registries/importImage/action".to_owned();
     }
-    let kind = segments
-        .iter()
-        .rev()
-        .find_map(|s| match *s {
-            "roleAssignments" => Some("Microsoft.Authorization/roleAssignments"),
-            "eventtypes" => Some("Microsoft.Insights/eventtypes"),
-            "operationResults" => Some("Microsoft.ContainerRegistry/locations/operationResults"),
-            "registries" => Some("Microsoft.ContainerRegistry/registries"),
-            _ => None,
-        })
+    let kind_of = |keyword: &str| match keyword {
+        "registries" => Some("Microsoft.ContainerRegistry/registries"),
+        "roleAssignments" => Some("Microsoft.Authorization/roleAssignments"),
+        "roleDefinitions" => Some("Microsoft.Authorization/roleDefinitions"),
+        "operationResults" => Some("Microsoft.ContainerRegistry/locations/operationResults"),
+        "values" if at(3) == "eventtypes" => Some("Microsoft.Insights/eventtypes/values"),
+        _ => None,
+    };
+    // An item (`…/registries/{name}`) or a collection (`…/registries`).
+    let kind = kind_of(at(2))
+        .or_else(|| kind_of(at(1)))
         .unwrap_or("Microsoft.Resources/subscriptions");
     format!("{kind}/{verb}")
 }
@@ -62,6 +67,7 @@ pub(super) async fn record(
     next: Next,
 ) -> Response {
     let principal = request.extensions().get::<Principal>().cloned();
+    let request_id = request.extensions().get::<RequestId>().map(|r| r.0.clone());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
@@ -84,11 +90,7 @@ pub(super) async fn record(
         scope: path,
         outcome: outcome.to_owned(),
         status: status.as_u16() as i16,
-        request_id: response
-            .headers()
-            .get("x-ms-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        request_id,
     };
     tracing::info!(
         target: "ferry::audit",
@@ -133,13 +135,16 @@ fn since(filter: Option<&str>) -> Result<chrono::DateTime<chrono::Utc>, ApiError
 /// records of a subscription, newest first (owners only).
 async fn activity_log(
     State(state): State<AppState>,
-    Authorized(caller, ..): Authorized<CanManageAccess>,
+    Authorized(caller, ..): Authorized<CanReadAuditLog>,
     Path(sub): Path<String>,
     Query(query): Query<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let sub = subscription_id(&sub)?;
+    if !owns_subscription(&state.pool, caller.tenant, sub).await? {
+        return Err(ApiError::SubscriptionNotFound(sub));
+    }
     let scope = crate::access::ScopePath::subscription(sub);
-    caller.require(crate::auth::Action::ManageAccess, &scope)?;
+    caller.require(Action::ReadAuditLog, &scope)?;
     let since = since(query.filter.as_deref())?;
     let records = store::audit_log(&state.pool, caller.tenant, sub, since, MAX_RECORDS).await?;
     let value: Vec<Value> = records
@@ -167,6 +172,26 @@ async fn activity_log(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resource_names_never_pass_for_keywords() {
+        let group =
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.ContainerRegistry/registries";
+        for name in ["importImage", "roleAssignments", "registries", "values"] {
+            assert_eq!(
+                action_name(&Method::PUT, &format!("{group}/{name}")),
+                "Microsoft.ContainerRegistry/registries/write",
+                "{name}"
+            );
+        }
+        assert_eq!(
+            action_name(
+                &Method::GET,
+                "/subscriptions/s/providers/Microsoft.Insights/eventtypes/management/values"
+            ),
+            "Microsoft.Insights/eventtypes/values/read"
+        );
+    }
 
     #[test]
     fn actions_are_named_like_arm_operations() {

@@ -99,6 +99,15 @@ pub fn subscription_id(text: &str) -> Result<uuid::Uuid, ApiError> {
 }
 
 /// Checks a resource group name segment.
+/// Checks a registry name (5–50 letters and digits).
+pub fn registry_name(text: &str) -> Result<String, ApiError> {
+    if REGISTRY_NAME.is_match(text) {
+        Ok(text.to_owned())
+    } else {
+        Err(ApiError::InvalidResourceName(text.to_owned()))
+    }
+}
+
 pub fn group_name(text: &str) -> Result<String, ApiError> {
     if GROUP_NAME.is_match(text) && !text.ends_with('.') {
         Ok(text.to_owned())
@@ -118,9 +127,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RegistryPath {
             Path::<(String, String, String)>::from_request_parts(parts, state)
                 .await
                 .map_err(|_| ApiError::NotFound)?;
-        if !REGISTRY_NAME.is_match(&name) {
-            return Err(ApiError::InvalidResourceName(name));
-        }
+        let name = registry_name(&name)?;
         Ok(Self(RegistryKey {
             subscription: subscription_id(&subscription)?,
             group: group_name(&group)?,

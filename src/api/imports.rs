@@ -158,11 +158,12 @@ async fn resolve_source(
         group: group.to_owned(),
         name: name.to_owned(),
     };
+    // Pulling from a registry of the tenant needs read access to it; checked before
+    // the lookup, so a caller without it cannot tell which registries exist.
+    caller.require(Action::Read, &ScopePath::registry(&key))?;
     let registry = crate::registries::store::find(&state.pool, caller.tenant, &key)
         .await?
         .ok_or_else(not_found)?;
-    // Pulling from a registry of the tenant needs read access to it.
-    caller.require(Action::Read, &ScopePath::registry(&key))?;
     if registry.properties.policies.export_policy.status == PolicyStatus::Disabled {
         return Err(ApiError::invalid(
             "source.resourceId",

@@ -94,11 +94,18 @@ fn echo(headers: &HeaderMap, name: &str) -> Option<HeaderValue> {
     headers.get(name).filter(|v| v.len() <= 200).cloned()
 }
 
+/// The `x-ms-request-id` a request will be answered with, for inner layers.
+#[derive(Debug, Clone)]
+pub(super) struct RequestId(pub String);
+
 /// Adds `x-ms-request-id` and `x-ms-correlation-request-id` (and echoes
 /// `x-ms-client-request-id`) on every response, and logs the internal cause of any
 /// 5xx once, under the request id a client can quote.
-pub(super) async fn arm_headers(request: Request, next: Next) -> Response {
+pub(super) async fn arm_headers(mut request: Request, next: Next) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
     let correlation = echo(request.headers(), "x-ms-correlation-request-id")
         .unwrap_or_else(|| HeaderValue::from_str(&request_id).expect("uuid is a header value"));
     let client_request_id = echo(request.headers(), "x-ms-client-request-id");

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::{
     access::{Caller, ScopePath},
-    auth::{Action, Authorized, CanRead, CanWrite},
+    auth::{Action, Authorized, CanDelete, CanRead, CanWrite},
     registries::{
         Registry, RegistryBody, RegistryKey,
         store::{self, PutError, WriteError},
@@ -126,7 +126,7 @@ async fn patch(
 
 async fn delete(
     State(state): State<AppState>,
-    Authorized(caller, ..): Authorized<CanWrite>,
+    Authorized(caller, ..): Authorized<CanDelete>,
     RegistryPath(key): RegistryPath,
 ) -> Result<StatusCode, ApiError> {
     let Some(registry) = store::find(&state.pool, caller.tenant, &key).await? else {

@@ -66,7 +66,7 @@ impl Role {
         match self {
             Self::DataImporter => matches!(action, Action::Import | Action::Read),
             Self::DataReader => action == Action::Read,
-            Self::Contributor => matches!(action, Action::Write | Action::Read),
+            Self::Contributor => matches!(action, Action::Write | Action::Delete | Action::Read),
             Self::Owner => true,
         }
     }
@@ -78,8 +78,11 @@ pub enum Action {
     Read,
     Write,
     Import,
+    Delete,
     /// Create and delete role assignments.
     ManageAccess,
+    /// Read a subscription's audit records.
+    ReadAuditLog,
 }
 
 impl Action {
@@ -89,7 +92,9 @@ impl Action {
             Self::Read => "Microsoft.ContainerRegistry/registries/read",
             Self::Write => "Microsoft.ContainerRegistry/registries/write",
             Self::Import => "Microsoft.ContainerRegistry/registries/importImage/action",
+            Self::Delete => "Microsoft.ContainerRegistry/registries/delete",
             Self::ManageAccess => "Microsoft.Authorization/roleAssignments/write",
+            Self::ReadAuditLog => "Microsoft.Insights/eventtypes/values/read",
         }
     }
 }
@@ -151,8 +156,12 @@ pub struct CanRead;
 pub struct CanWrite;
 /// May start imports.
 pub struct CanImport;
-/// May create and delete role assignments, and read the audit log.
+/// May delete registries.
+pub struct CanDelete;
+/// May create and delete role assignments.
 pub struct CanManageAccess;
+/// May read the audit log.
+pub struct CanReadAuditLog;
 
 impl Permission for CanRead {
     const ACTION: Action = Action::Read;
@@ -163,8 +172,14 @@ impl Permission for CanWrite {
 impl Permission for CanImport {
     const ACTION: Action = Action::Import;
 }
+impl Permission for CanDelete {
+    const ACTION: Action = Action::Delete;
+}
 impl Permission for CanManageAccess {
     const ACTION: Action = Action::ManageAccess;
+}
+impl Permission for CanReadAuditLog {
+    const ACTION: Action = Action::ReadAuditLog;
 }
 
 /// The caller, already checked for permission `P` at the request's scope (or, for

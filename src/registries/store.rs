@@ -317,9 +317,21 @@ pub async fn credentials(pool: &PgPool, registry: Uuid) -> sqlx::Result<Option<S
 
 /// Deletes a registry; returns whether it existed.
 pub async fn delete(pool: &PgPool, registry: Uuid) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    // Grants at the registry go with it: a registry re-created under the same name
+    // must not inherit them.
+    sqlx::query!(
+        r#"delete from role_assignments a using registries r
+           where r.id = $1 and a.subscription_id = r.subscription_id
+             and a.resource_group = lower(r.resource_group) and a.registry = lower(r.name)"#,
+        registry
+    )
+    .execute(&mut *tx)
+    .await?;
     let result = sqlx::query!("delete from registries where id = $1", registry)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(result.rows_affected() > 0)
 }
 
@@ -343,13 +355,16 @@ pub fn map_unique(error: sqlx::Error, conflict: WriteError) -> WriteError {
 
 /// Whether a registry resource (of any tenant) bound to `login_server` is closed to
 /// public networks: such a registry is reachable only as a `resourceId` source of
-/// its own tenant.
+/// its own tenant. `host` and `host:443` are one address.
 pub async fn closed_to_public(pool: &PgPool, login_server: &str) -> sqlx::Result<bool> {
+    let host = login_server.to_ascii_lowercase();
+    let bare = host.strip_suffix(":443").unwrap_or(&host).to_owned();
+    let spellings = vec![format!("{bare}:443"), bare];
     let closed = sqlx::query_scalar!(
         r#"select exists(select 1 from registries
-                         where lower(login_server) = lower($1)
+                         where lower(login_server) = any($1)
                            and properties->>'publicNetworkAccess' = 'Disabled')"#,
-        login_server
+        &spellings
     )
     .fetch_one(pool)
     .await?;

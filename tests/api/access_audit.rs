@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    access_helpers::{assignment_body, mint_as},
+    helpers::access::{assignment_body, mint_as},
     helpers::{API, TestApp, spawn_app},
 };
 
@@ -177,7 +177,7 @@ async fn owners_read_every_write_and_refusal_and_nobody_else_does() {
     );
     find(
         &records,
-        "Microsoft.Insights/eventtypes/read",
+        "Microsoft.Insights/eventtypes/values/read",
         &log_path,
         "reader",
         403,
@@ -291,8 +291,8 @@ async fn no_tenant_sees_another_tenants_records() {
             .all(|r| r["tenantId"] == app.tenant.to_string() && r["caller"] == "admin"),
         "{ours_only:#?}"
     );
-    // The other tenant's Owner sees its own subscription's records, and at ours
-    // nothing of our tenant.
+    // The other tenant's Owner sees its own subscription's records; ours does not
+    // exist for it.
     let other_log = format!(
         "/subscriptions/{other_sub}/providers/Microsoft.Insights/eventtypes/management/values?{API}"
     );
@@ -301,17 +301,12 @@ async fn no_tenant_sees_another_tenants_records() {
     let theirs_only = records(&log);
     assert_eq!(theirs_only.len(), 1, "{theirs_only:#?}");
     assert_eq!(theirs_only[0]["resourceId"], theirs);
-    let (_, log) = app.activity_log(&other_admin).await;
-    assert!(
-        records(&log)
-            .iter()
-            .all(|r| r["tenantId"] == other.to_string()),
-        "{log}"
-    );
+    let (status, log) = app.activity_log(&other_admin).await;
+    assert_eq!(status, 404, "{log}");
+    assert_eq!(log["error"]["code"], "SubscriptionNotFound");
 }
 
 #[tokio::test]
-#[ignore = "src bug: audit::record reads x-ms-request-id before arm_headers (an outer layer) has set it"]
 async fn records_carry_the_correlation_id_of_their_request() {
     let app = spawn_app(0).await;
     let response = app
@@ -339,7 +334,6 @@ async fn records_carry_the_correlation_id_of_their_request() {
 }
 
 #[tokio::test]
-#[ignore = "src bug: audit::action_name reads keywords from any path segment, registry names included"]
 async fn registry_names_do_not_change_the_recorded_operation() {
     let app = spawn_app(0).await;
     let admin = app.owner_token();

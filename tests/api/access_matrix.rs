@@ -14,11 +14,11 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    access_helpers::{Snapshot, assignment_body, mint_as},
     access_model::{
         Case, Expect, FAR_REG, NEW_REG, OTHER_REG, REG, REGISTRIES, RG, Route, SUB, Scope,
         VICTIM_SCOPE, callers,
     },
+    helpers::access::{Snapshot, assignment_body, mint_as},
     helpers::{API, TestApp, TestRegistry, fault::FaultProxy, images, spawn_app_with},
 };
 

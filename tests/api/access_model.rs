@@ -75,8 +75,10 @@ impl Scope {
 pub enum Act {
     Read,
     Write,
+    Delete,
     Import,
     ManageAccess,
+    ReadAuditLog,
 }
 
 impl Act {
@@ -84,8 +86,10 @@ impl Act {
         match self {
             Self::Read => "Microsoft.ContainerRegistry/registries/read",
             Self::Write => "Microsoft.ContainerRegistry/registries/write",
+            Self::Delete => "Microsoft.ContainerRegistry/registries/delete",
             Self::Import => "Microsoft.ContainerRegistry/registries/importImage/action",
             Self::ManageAccess => "Microsoft.Authorization/roleAssignments/write",
+            Self::ReadAuditLog => "Microsoft.Insights/eventtypes/values/read",
         }
     }
 }
@@ -95,7 +99,7 @@ pub fn role_allows(role: Role, act: Act) -> bool {
     match role {
         Role::DataImporter => matches!(act, Act::Import | Act::Read),
         Role::DataReader => act == Act::Read,
-        Role::Contributor => matches!(act, Act::Read | Act::Write),
+        Role::Contributor => matches!(act, Act::Read | Act::Write | Act::Delete),
         Role::Owner => true,
     }
 }
@@ -253,9 +257,8 @@ impl Route {
         use Check::{On, Within};
         match self {
             Self::ShowRegistry => vec![Within(Act::Read, REG)],
-            Self::ReplaceRegistry | Self::PatchRegistry | Self::DeleteRegistry => {
-                vec![Within(Act::Write, REG)]
-            }
+            Self::ReplaceRegistry | Self::PatchRegistry => vec![Within(Act::Write, REG)],
+            Self::DeleteRegistry => vec![Within(Act::Delete, REG)],
             Self::CreateRegistry => vec![Within(Act::Write, NEW_REG)],
             Self::ListInGroup => vec![Within(Act::Read, RG)],
             Self::ListInSubscription | Self::Resources => vec![Within(Act::Read, SUB)],
@@ -278,7 +281,7 @@ impl Route {
                 Within(Act::ManageAccess, VICTIM_SCOPE),
                 On(Act::ManageAccess, VICTIM_SCOPE),
             ],
-            Self::ActivityLog => vec![Within(Act::ManageAccess, SUB), On(Act::ManageAccess, SUB)],
+            Self::ActivityLog => vec![Within(Act::ReadAuditLog, SUB), On(Act::ReadAuditLog, SUB)],
         }
     }
 
@@ -290,12 +293,15 @@ impl Route {
             Self::ShowRegistry | Self::PatchRegistry | Self::Import => {
                 (404, Some("ResourceNotFound"))
             }
-            Self::ReplaceRegistry | Self::CreateRegistry | Self::ShowSubscription => {
-                (404, Some("SubscriptionNotFound"))
-            }
-            // Assignments at a subscription of another tenant: ferry says
-            // ResourceNotFound where registry PUTs say SubscriptionNotFound.
-            Self::PutAssignment(_) => (404, Some("ResourceNotFound")),
+            // At a registry scope the registry is what another tenant cannot find.
+            Self::PutAssignment(Scope {
+                registry: Some(_), ..
+            }) => (404, Some("ResourceNotFound")),
+            Self::ReplaceRegistry
+            | Self::CreateRegistry
+            | Self::ShowSubscription
+            | Self::PutAssignment(_)
+            | Self::ActivityLog => (404, Some("SubscriptionNotFound")),
             Self::Poll => (404, Some("OperationNotFound")),
             Self::ShowAssignment => (404, Some("RoleAssignmentNotFound")),
             Self::DeleteAssignment | Self::DeleteRegistry => (204, None),
@@ -303,8 +309,7 @@ impl Route {
             | Self::ListInSubscription
             | Self::Resources
             | Self::ListAssignments(_)
-            | Self::RoleDefinitions
-            | Self::ActivityLog => (200, None),
+            | Self::RoleDefinitions => (200, None),
         }
     }
 }

@@ -8,10 +8,6 @@
 
 mod access_assignments;
 mod access_audit;
-// Declared here so this branch leaves helpers/mod.rs alone; it belongs there as
-// `pub mod access;`.
-#[path = "helpers/access.rs"]
-mod access_helpers;
 mod access_imports;
 mod access_matrix;
 mod access_model;

@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 
 use super::{World, ensure, names};
 use crate::{
-    access_helpers::{Snapshot, assignment_body, mint_as},
-    access_model::{Act, Case, NEW_REG, REG, REGISTRIES, Route, VICTIM_SCOPE},
+    access_model::{Act, Case, NEW_REG, REG, REGISTRIES, Route, VICTIM_SCOPE, callers},
     helpers::API,
+    helpers::access::{Snapshot, assignment_body, mint_as},
 };
 
 impl World {
@@ -72,7 +72,24 @@ impl World {
                         json!({}),
                     )
                     .await;
-                return ensure(restored == 201, || format!("restore: {restored}"));
+                ensure(restored == 201, || format!("restore: {restored}"))?;
+                // Grants at a registry go with it: give them back, the victim
+                // under its own id.
+                for caller in callers().iter().filter(|c| !c.foreign) {
+                    if let Some((role, at)) = caller.assigned.filter(|(_, at)| *at == REG) {
+                        self.app.assign(&self.path(at), role, &caller.id).await;
+                    }
+                }
+                let (status, body) = self
+                    .app
+                    .put_assignment(
+                        &self.admin,
+                        &self.path(VICTIM_SCOPE),
+                        &self.victim.to_string(),
+                        assignment_body(&self.reader_definition, "victim"),
+                    )
+                    .await;
+                return ensure(status == 201, || format!("restore victim: {status} {body}"));
             }
             Route::ListInGroup => {
                 expect(status == 200)?;

@@ -2,6 +2,7 @@
 //! and two real distribution registries, a token minter, and one helper method per
 //! endpoint.
 
+pub mod access;
 pub mod fault;
 pub mod images;
 pub mod images_kinds;
