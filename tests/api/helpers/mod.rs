@@ -3,6 +3,7 @@
 //! endpoint.
 
 pub mod fault;
+pub mod idp;
 pub mod images;
 pub mod images_kinds;
 pub mod registry;
