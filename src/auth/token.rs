@@ -69,11 +69,7 @@ impl TokenVerifier {
     pub fn from_config(config: &AuthConfig) -> anyhow::Result<Self> {
         let secret = match &config.jwt_secret {
             Some(secret) if !secret.expose_secret().is_empty() => {
-                anyhow::ensure!(
-                    secret.expose_secret().len() >= 32,
-                    "FERRY_JWT_SECRET must be at least 32 bytes long"
-                );
-                Some(VerificationKey::secret(secret.expose_secret().as_bytes()))
+                Some(VerificationKey::secret(secret_bytes(secret)?))
             }
             _ => None,
         };
@@ -134,10 +130,7 @@ impl TokenVerifier {
 
     /// A verifier for HS256 tokens signed with `secret` only.
     pub fn hs256(secret: &SecretString) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            !secret.expose_secret().is_empty(),
-            "FERRY_JWT_SECRET must be at least 32 bytes long"
-        );
+        secret_bytes(secret)?;
         Self::from_config(&AuthConfig {
             jwt_secret: Some(secret.clone()),
             ..AuthConfig::default()
@@ -266,6 +259,16 @@ fn refused(error: &jsonwebtoken::errors::Error) -> ApiError {
     }
 }
 
+/// The HS256 secret, refused below 32 bytes both for signing and for verifying.
+fn secret_bytes(secret: &SecretString) -> anyhow::Result<&[u8]> {
+    let bytes = secret.expose_secret().as_bytes();
+    anyhow::ensure!(
+        bytes.len() >= 32,
+        "FERRY_JWT_SECRET must be at least 32 bytes long"
+    );
+    Ok(bytes)
+}
+
 fn non_empty(value: Option<&str>) -> Option<&str> {
     value.map(str::trim).filter(|value| !value.is_empty())
 }
@@ -286,6 +289,7 @@ pub fn mint_token(
     ttl: Duration,
     subject: &str,
 ) -> anyhow::Result<String> {
+    let key = EncodingKey::from_secret(secret_bytes(secret)?);
     let now = chrono::Utc::now().timestamp();
     let claims = Claims {
         tid: Some(tenant.to_string()),
@@ -299,7 +303,6 @@ pub fn mint_token(
         iat: Some(now),
         nbf: Some(now),
     };
-    let key = EncodingKey::from_secret(secret.expose_secret().as_bytes());
     Ok(jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -358,6 +361,17 @@ mod tests {
             Err(ApiError::InvalidToken)
         ));
         assert!(TokenVerifier::hs256(&SecretString::from("short")).is_err());
+        let short = mint_token(
+            &SecretString::from(""),
+            uuid::Uuid::new_v4(),
+            &[],
+            Duration::from_secs(60),
+            "a",
+        );
+        assert!(
+            short.is_err(),
+            "ferry token must not sign with a secret serve refuses"
+        );
     }
 
     fn hs256(claims: &serde_json::Value, alg: Algorithm) -> String {

@@ -102,16 +102,22 @@ async fn every_key_source_verifies_and_tampered_tokens_are_refused() {
     let rsa = SigningKey::rsa("rsa-1");
     let ec = SigningKey::ec("ec-1");
     let pem = SigningKey::ec("pem-key");
+    let certified = SigningKey::rsa("cert-key");
+    let p384 = SigningKey::ec_p384("p384-key");
     let impostor = SigningKey::rsa("rsa-1");
     let idp = Idp::start(&[&rsa, &ec]).await;
     let keys_dir = tempfile::tempdir().unwrap();
     let pem_path = keys_dir.path().join("ec.pem");
     std::fs::write(&pem_path, &pem.public_pem).unwrap();
+    let cert_path = keys_dir.path().join("rsa-cert.pem");
+    std::fs::write(&cert_path, certified.certificate_pem()).unwrap();
+    let p384_path = keys_dir.path().join("p384.pem");
+    std::fs::write(&p384_path, &p384.public_pem).unwrap();
     let iss = idp.issuer.clone();
     let app = spawn_app_configured(
         |config| {
             config.auth.jwks_url = Some(idp.jwks_url());
-            config.auth.jwt_public_keys = vec![pem_path];
+            config.auth.jwt_public_keys = vec![pem_path, cert_path, p384_path];
             config.auth.jwt_audiences = vec!["api://another-ferry".into(), AUD.into()];
             config.auth.jwt_issuers = vec![iss.clone()];
             config.auth.role_claims = vec![
@@ -130,6 +136,8 @@ async fn every_key_source_verifies_and_tampered_tokens_are_refused() {
         ("RS256 via JWKS", rsa.sign(&good)),
         ("ES256 via JWKS", ec.sign(&good)),
         ("ES256 via PEM file", pem.sign(&good)),
+        ("RS256 via PEM certificate", certified.sign(&good)),
+        ("ES384 via PEM file", p384.sign(&good)),
         ("HS256 via secret", hs256(SECRET.as_bytes(), None, &good)),
     ] {
         accepted(&app, case, &token).await;
@@ -220,7 +228,7 @@ async fn every_key_source_verifies_and_tampered_tokens_are_refused() {
     let get = format!("{}?{API}", app.registry_path("target1"));
     let response = app.request(Method::GET, &get, Some(&reader), None).await;
     assert_eq!(response.status(), 200);
-    assert_eq!(app.operation_count().await, 4);
+    assert_eq!(app.operation_count().await, 6);
 }
 
 #[tokio::test]

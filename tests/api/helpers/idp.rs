@@ -36,6 +36,7 @@ pub struct SigningKey {
     encoding: EncodingKey,
     /// The public key as PEM (`PUBLIC KEY`), for FERRY_JWT_PUBLIC_KEYS.
     pub public_pem: Vec<u8>,
+    private_pem: Vec<u8>,
 }
 
 fn openssl(args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
@@ -77,18 +78,19 @@ impl SigningKey {
 
     /// A fresh P-256 key for ES256.
     pub fn ec(kid: &str) -> Self {
-        let private = openssl(
-            &[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-            ],
-            None,
-        );
+        Self::ec_on(kid, "P-256", Algorithm::ES256)
+    }
+
+    /// A fresh P-384 key for ES384.
+    pub fn ec_p384(kid: &str) -> Self {
+        Self::ec_on(kid, "P-384", Algorithm::ES384)
+    }
+
+    fn ec_on(kid: &str, curve: &str, alg: Algorithm) -> Self {
+        let curve = format!("ec_paramgen_curve:{curve}");
+        let private = openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", &curve], None);
         let encoding = EncodingKey::from_ec_pem(&private).unwrap();
-        Self::new(kid, Algorithm::ES256, encoding, &private)
+        Self::new(kid, alg, encoding, &private)
     }
 
     fn new(kid: &str, alg: Algorithm, encoding: EncodingKey, private: &[u8]) -> Self {
@@ -98,7 +100,29 @@ impl SigningKey {
             alg,
             encoding,
             public_pem,
+            private_pem: private.to_vec(),
         }
+    }
+
+    /// A self-signed certificate for this key, as PEM (`CERTIFICATE`).
+    pub fn certificate_pem(&self) -> Vec<u8> {
+        let mut key = tempfile::NamedTempFile::new().unwrap();
+        key.write_all(&self.private_pem).unwrap();
+        let path = key.path().to_str().unwrap();
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                path,
+                "-subj",
+                "/CN=ferry-test-idp",
+                "-days",
+                "1",
+            ],
+            None,
+        )
     }
 
     /// The public JWK, as an IdP publishes it.
