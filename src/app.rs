@@ -50,7 +50,7 @@ impl RunningApp {
         )?);
         let state = AppState {
             pool: pool.clone(),
-            verifier: Arc::new(TokenVerifier::hs256(&config.jwt_secret)?),
+            verifier: Arc::new(TokenVerifier::from_config(&config.auth)?),
             sealer: sealer.clone(),
             public_url: config.public_url.clone(),
             tls: config.tls_cert.is_some(),

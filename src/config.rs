@@ -6,6 +6,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 
+use crate::auth::Role;
+
 /// ferry imports container images between OCI registries through an ARM-compatible API.
 #[derive(Debug, Parser)]
 #[command(name = "ferry", version, about)]
@@ -53,9 +55,8 @@ pub struct ServeConfig {
     /// Base URL clients reach ferry at, used in Location headers behind proxies.
     #[arg(long, env = "FERRY_PUBLIC_URL")]
     pub public_url: Option<url::Url>,
-    /// HS256 secret that signs and verifies bearer tokens (at least 32 bytes).
-    #[arg(long, env = "FERRY_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: SecretString,
+    #[command(flatten)]
+    pub auth: AuthConfig,
     /// 64 hex characters: the AES-256-GCM key for stored credentials; unset, a key is
     /// generated once into the data directory.
     #[arg(long, env = "FERRY_ENCRYPTION_KEY", hide_env_values = true)]
@@ -75,6 +76,97 @@ pub struct ServeConfig {
     /// Log format: text or json.
     #[arg(long, env = "FERRY_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// How bearer tokens are checked: where the verification keys come from, which
+/// audiences and issuers are accepted, and which role claim values mean which role.
+/// At least one key source is required; `ferry serve` refuses to start otherwise.
+#[derive(Debug, Clone, Args)]
+pub struct AuthConfig {
+    /// HS256 secret that verifies development tokens (at least 32 bytes); `ferry token`
+    /// signs with it.
+    #[arg(long, env = "FERRY_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<SecretString>,
+    /// PEM files holding RSA or EC (P-256, P-384) public keys or certificates; the key
+    /// type decides the accepted algorithms (RS256/384/512, ES256, ES384).
+    #[arg(long, env = "FERRY_JWT_PUBLIC_KEYS", value_delimiter = ',', num_args = 0..)]
+    pub jwt_public_keys: Vec<PathBuf>,
+    /// A JWKS URL (https, or http on loopback) whose RSA and EC keys verify tokens.
+    #[arg(long, env = "FERRY_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// An OpenID Connect issuer: its discovery document names the JWKS, and its
+    /// `issuer` becomes an accepted `iss`.
+    #[arg(long, env = "FERRY_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// Accepted `aud` values; required with public keys, a JWKS or OIDC.
+    #[arg(long, env = "FERRY_JWT_AUDIENCES", value_delimiter = ',', num_args = 0..)]
+    pub jwt_audiences: Vec<String>,
+    /// Accepted `iss` values; `{tid}` stands for the token's own tenant id.
+    #[arg(long, env = "FERRY_JWT_ISSUERS", value_delimiter = ',', num_args = 0..)]
+    pub jwt_issuers: Vec<String>,
+    /// Extra role claim values, `value=Role` (Role: DataImporter, DataReader,
+    /// Contributor or Owner), on top of the ContainerRegistry* defaults.
+    #[arg(long, env = "FERRY_ROLE_CLAIMS", value_delimiter = ',', num_args = 0.., value_parser = parse_role_claim)]
+    pub role_claims: Vec<RoleClaim>,
+    /// Fetched JWKS are refreshed after this long.
+    #[arg(long, env = "FERRY_JWKS_REFRESH", default_value = "10m", value_parser = parse_duration)]
+    pub jwks_refresh: Duration,
+    /// At most one refresh for an unknown `kid` (or retry after a failed fetch) per
+    /// this interval and key source.
+    #[arg(long, env = "FERRY_JWKS_MIN_REFRESH", default_value = "30s", value_parser = parse_duration)]
+    pub jwks_min_refresh: Duration,
+}
+
+impl Default for AuthConfig {
+    /// No key source and the documented refresh intervals.
+    fn default() -> Self {
+        Self {
+            jwt_secret: None,
+            jwt_public_keys: Vec::new(),
+            jwks_url: None,
+            oidc_issuer: None,
+            jwt_audiences: Vec::new(),
+            jwt_issuers: Vec::new(),
+            role_claims: Vec::new(),
+            jwks_refresh: Duration::from_secs(600),
+            jwks_min_refresh: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One `FERRY_ROLE_CLAIMS` entry: a `roles` claim value that grants a ferry role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleClaim {
+    pub value: String,
+    pub role: Role,
+}
+
+/// Parses `AcrImporter=DataImporter`; the role may also be spelled as its default
+/// claim value (`ContainerRegistryDataImporter`).
+pub fn parse_role_claim(text: &str) -> Result<RoleClaim, String> {
+    let (value, name) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not `claim-value=Role`"))?;
+    let (value, name) = (value.trim(), name.trim());
+    if value.is_empty() {
+        return Err(format!("`{text}` has an empty claim value"));
+    }
+    let role = Role::ALL
+        .into_iter()
+        .find(|role| {
+            let full = role.claim_value();
+            full.eq_ignore_ascii_case(name)
+                || full
+                    .strip_prefix("ContainerRegistry")
+                    .is_some_and(|short| short.eq_ignore_ascii_case(name))
+        })
+        .ok_or_else(|| {
+            format!("unknown role `{name}`: use DataImporter, DataReader, Contributor or Owner")
+        })?;
+    Ok(RoleClaim {
+        value: value.to_owned(),
+        role,
+    })
 }
 
 /// How log lines are written.
@@ -126,7 +218,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_duration, parse_role_claim};
+    use crate::auth::Role;
     use std::time::Duration;
 
     #[test]
@@ -136,5 +229,22 @@ mod tests {
         assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
         assert!(parse_duration("1w").is_err());
         assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn role_claims_name_a_role_short_or_long() {
+        let claim = parse_role_claim("AcrImporter=DataImporter").unwrap();
+        assert_eq!(
+            (claim.value.as_str(), claim.role),
+            ("AcrImporter", Role::DataImporter)
+        );
+        let claim = parse_role_claim(" Readers = containerregistrydatareader ").unwrap();
+        assert_eq!(
+            (claim.value.as_str(), claim.role),
+            ("Readers", Role::DataReader)
+        );
+        assert!(parse_role_claim("Admins=Root").is_err());
+        assert!(parse_role_claim("=Owner").is_err());
+        assert!(parse_role_claim("Owner").is_err());
     }
 }

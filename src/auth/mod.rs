@@ -105,6 +105,8 @@ pub struct Principal {
     pub tenant: TenantId,
     /// `oid` when present (stable across applications), else `sub`.
     pub id: String,
+    /// The calling application (`appid`, else `azp`), when the token names one.
+    pub application: Option<String>,
     pub roles: BTreeSet<Role>,
 }
 
@@ -140,7 +142,7 @@ pub async fn authenticate(
         })
         .filter(|token| !token.is_empty())
         .ok_or(ApiError::AuthenticationFailed)?;
-    let principal = verifier.verify(token)?;
+    let principal = verifier.verify(token).await?;
     request.extensions_mut().insert(principal);
     Ok(next.run(request).await)
 }

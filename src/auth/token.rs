@@ -1,14 +1,26 @@
 //! Bearer tokens: the claims ferry reads, the verifier that checks signature,
 //! expiry and claims and turns them into a [`Principal`], and `ferry token`'s minting.
+//! Keys come from any mix of sources: the HS256 development secret, PEM public keys
+//! ([`keys`]), a JWKS URL or OIDC discovery ([`jwks`]); [`policy`] holds the checks
+//! every source shares (audience, issuer, time window, role mapping).
 
-use std::time::Duration;
+mod jwks;
+mod keys;
+mod policy;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use std::{sync::Arc, time::Duration};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, errors::ErrorKind};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::{Principal, Role, TenantId};
-use crate::api::error::ApiError;
+use self::{
+    jwks::{KeySet, Refresh, RemoteKeys},
+    keys::VerificationKey,
+    policy::ClaimPolicy,
+};
+use super::{Principal, TenantId};
+use crate::{api::error::ApiError, config::AuthConfig};
 
 /// The JWT claims ferry reads and `ferry token` writes.
 #[derive(Debug, Serialize, Deserialize)]
@@ -19,6 +31,14 @@ pub struct Claims {
     pub oid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
+    /// Entra v1 tokens name the calling application in `appid`…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub appid: Option<String>,
+    /// …v2 and other OIDC providers in `azp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
     #[serde(default)]
     pub roles: Vec<String>,
     pub exp: i64,
@@ -28,10 +48,12 @@ pub struct Claims {
     pub nbf: Option<i64>,
 }
 
-/// Checks bearer tokens; holds the key, never exposed through Debug.
+/// Checks bearer tokens against the configured key sources; keys never show in Debug.
 pub struct TokenVerifier {
-    key: DecodingKey,
-    validation: Validation,
+    secret: Option<VerificationKey>,
+    public_keys: Vec<VerificationKey>,
+    remote: Vec<RemoteKeys>,
+    policy: ClaimPolicy,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -41,31 +63,160 @@ impl std::fmt::Debug for TokenVerifier {
 }
 
 impl TokenVerifier {
-    /// A verifier for HS256 tokens signed with `secret`.
-    pub fn hs256(secret: &SecretString) -> anyhow::Result<Self> {
+    /// Builds the verifier without contacting any IdP (keys are fetched on first use).
+    /// Fails without a key source, and without an audience when keys other than the
+    /// development secret are configured.
+    pub fn from_config(config: &AuthConfig) -> anyhow::Result<Self> {
+        let secret = match &config.jwt_secret {
+            Some(secret) if !secret.expose_secret().is_empty() => {
+                Some(VerificationKey::secret(secret_bytes(secret)?))
+            }
+            _ => None,
+        };
+        let public_keys = config
+            .jwt_public_keys
+            .iter()
+            .filter(|path| !path.as_os_str().is_empty())
+            .map(|path| VerificationKey::from_pem_file(path))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let refresh = Refresh {
+            max_age: config.jwks_refresh,
+            min_interval: config.jwks_min_refresh,
+        };
+        let jwks_url = non_empty(config.jwks_url.as_deref());
+        let oidc_issuer = non_empty(config.oidc_issuer.as_deref());
+        let mut remote = Vec::new();
+        if jwks_url.is_some() || oidc_issuer.is_some() {
+            let http = jwks::http_client()?;
+            if let Some(url) = jwks_url {
+                remote.push(RemoteKeys::jwks(url, http.clone(), refresh)?);
+            }
+            if let Some(issuer) = oidc_issuer {
+                remote.push(RemoteKeys::oidc(issuer, http, refresh)?);
+            }
+        }
+        let policy = ClaimPolicy {
+            audiences: non_empty_list(&config.jwt_audiences),
+            issuers: non_empty_list(&config.jwt_issuers),
+            role_claims: config.role_claims.clone(),
+        };
+        let asymmetric = !public_keys.is_empty() || !remote.is_empty();
         anyhow::ensure!(
-            secret.expose_secret().len() >= 32,
-            "FERRY_JWT_SECRET must be at least 32 bytes long"
+            secret.is_some() || asymmetric,
+            "no token key source: set FERRY_JWT_SECRET (development), FERRY_JWT_PUBLIC_KEYS, \
+             FERRY_JWKS_URL or FERRY_OIDC_ISSUER"
         );
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp"]);
-        validation.validate_nbf = true;
-        validation.leeway = 30;
+        anyhow::ensure!(
+            !asymmetric || !policy.audiences.is_empty(),
+            "FERRY_JWT_AUDIENCES is required with FERRY_JWT_PUBLIC_KEYS, FERRY_JWKS_URL or \
+             FERRY_OIDC_ISSUER: without it, tokens the identity provider issued for other \
+             applications would be accepted"
+        );
+        tracing::info!(
+            hs256 = secret.is_some(),
+            public_keys = public_keys.len(),
+            remote = ?remote,
+            audiences = ?policy.audiences,
+            issuers = ?policy.issuers,
+            "bearer token verification configured"
+        );
         Ok(Self {
-            key: DecodingKey::from_secret(secret.expose_secret().as_bytes()),
-            validation,
+            secret,
+            public_keys,
+            remote,
+            policy,
         })
     }
 
-    /// Verifies `token` and turns its claims into a principal.
-    pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(
-            |error| match error.kind() {
-                ErrorKind::ExpiredSignature => ApiError::ExpiredToken,
-                _ => ApiError::InvalidToken,
-            },
-        )?;
-        let claims = data.claims;
+    /// A verifier for HS256 tokens signed with `secret` only.
+    pub fn hs256(secret: &SecretString) -> anyhow::Result<Self> {
+        secret_bytes(secret)?;
+        Self::from_config(&AuthConfig {
+            jwt_secret: Some(secret.clone()),
+            ..AuthConfig::default()
+        })
+    }
+
+    /// Verifies `token` and turns its claims into a principal. May fetch the IdP's
+    /// keys (see [`jwks`]); a fetch failure refuses the token like a bad signature.
+    pub async fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|error| refused(&error))?;
+        let kid = header.kid.as_deref();
+        let (claims, discovered) = match header.alg {
+            Algorithm::HS256 => {
+                let key = self.secret.as_ref().ok_or(ApiError::InvalidToken)?;
+                (self.decode(token, key, header.alg)?, None)
+            }
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::ES256
+            | Algorithm::ES384 => self.verify_public(token, header.alg, kid).await?,
+            _ => return Err(ApiError::InvalidToken),
+        };
+        self.principal(claims, discovered.as_deref())
+    }
+
+    /// Tries every key that accepts the token's `alg` and `kid`, refreshing remote
+    /// keys first when no source knows the `kid`.
+    async fn verify_public(
+        &self,
+        token: &str,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> Result<(Claims, Option<String>), ApiError> {
+        let mut sets: Vec<Option<Arc<KeySet>>> = Vec::with_capacity(self.remote.len());
+        for source in &self.remote {
+            sets.push(source.keys().await);
+        }
+        if let Some(kid) = kid {
+            if !sets.iter().flatten().any(|set| set.has_kid(kid)) {
+                for (source, set) in self.remote.iter().zip(&mut sets) {
+                    if set.is_some() {
+                        *set = source.refresh_for(kid).await;
+                    }
+                }
+            }
+        }
+        let candidates = self.public_keys.iter().map(|key| (key, None)).chain(
+            sets.iter()
+                .flatten()
+                .flat_map(|set| set.keys.iter().map(|key| (key, set.issuer.as_deref()))),
+        );
+        for (key, discovered) in candidates.filter(|(key, _)| key.accepts(alg, kid)) {
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &self.policy.validation(alg)) {
+                Ok(data) => return Ok((data.claims, discovered.map(str::to_owned))),
+                Err(error) if wrong_key(error.kind()) => continue,
+                Err(error) => return Err(refused(&error)),
+            }
+        }
+        tracing::debug!(?alg, kid, "no configured key verifies the bearer token");
+        Err(ApiError::InvalidToken)
+    }
+
+    fn decode(
+        &self,
+        token: &str,
+        key: &VerificationKey,
+        alg: Algorithm,
+    ) -> Result<Claims, ApiError> {
+        if !key.accepts(alg, None) {
+            return Err(ApiError::InvalidToken);
+        }
+        jsonwebtoken::decode::<Claims>(token, &key.key, &self.policy.validation(alg))
+            .map(|data| data.claims)
+            .map_err(|error| refused(&error))
+    }
+
+    /// Checks what the signature cannot: issuer and tenant, then reads the identity.
+    fn principal(&self, claims: Claims, discovered: Option<&str>) -> Result<Principal, ApiError> {
+        if !self
+            .policy
+            .issuer_allowed(claims.iss.as_deref(), claims.tid.as_deref(), discovered)
+        {
+            tracing::debug!(iss = ?claims.iss, "bearer token from an issuer ferry does not accept");
+            return Err(ApiError::InvalidToken);
+        }
         let tenant = claims
             .tid
             .as_deref()
@@ -77,13 +228,57 @@ impl TokenVerifier {
             .or(claims.sub)
             .filter(|id| !id.is_empty())
             .ok_or(ApiError::InvalidToken)?;
-        let roles = claims
-            .roles
-            .iter()
-            .filter_map(|value| Role::from_claim(value))
-            .collect();
-        Ok(Principal { tenant, id, roles })
+        let application = claims.appid.or(claims.azp).filter(|app| !app.is_empty());
+        let roles = self.policy.roles(&claims.roles);
+        Ok(Principal {
+            tenant,
+            id,
+            application,
+            roles,
+        })
     }
+}
+
+/// Errors meaning "not this key": the next candidate may still verify the token.
+fn wrong_key(kind: &ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::InvalidSignature
+            | ErrorKind::InvalidEcdsaKey
+            | ErrorKind::InvalidRsaKey(_)
+            | ErrorKind::InvalidKeyFormat
+            | ErrorKind::Provider(_)
+    )
+}
+
+fn refused(error: &jsonwebtoken::errors::Error) -> ApiError {
+    tracing::debug!(reason = ?error.kind(), "bearer token refused");
+    match error.kind() {
+        ErrorKind::ExpiredSignature => ApiError::ExpiredToken,
+        _ => ApiError::InvalidToken,
+    }
+}
+
+/// The HS256 secret, refused below 32 bytes both for signing and for verifying.
+fn secret_bytes(secret: &SecretString) -> anyhow::Result<&[u8]> {
+    let bytes = secret.expose_secret().as_bytes();
+    anyhow::ensure!(
+        bytes.len() >= 32,
+        "FERRY_JWT_SECRET must be at least 32 bytes long"
+    );
+    Ok(bytes)
+}
+
+fn non_empty(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|value| !value.is_empty())
+}
+
+fn non_empty_list(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+        .collect()
 }
 
 /// Signs a development token (`ferry token`, tests).
@@ -94,17 +289,20 @@ pub fn mint_token(
     ttl: Duration,
     subject: &str,
 ) -> anyhow::Result<String> {
+    let key = EncodingKey::from_secret(secret_bytes(secret)?);
     let now = chrono::Utc::now().timestamp();
     let claims = Claims {
         tid: Some(tenant.to_string()),
         oid: Some(subject.to_owned()),
         sub: Some(subject.to_owned()),
+        appid: None,
+        azp: None,
+        iss: None,
         roles: roles.to_vec(),
         exp: now + i64::try_from(ttl.as_secs())?,
         iat: Some(now),
         nbf: Some(now),
     };
-    let key = EncodingKey::from_secret(secret.expose_secret().as_bytes());
     Ok(jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims,
@@ -121,8 +319,8 @@ mod tests {
         SecretString::from("a-test-secret-that-is-long-enough-1234")
     }
 
-    #[test]
-    fn minted_tokens_verify_and_carry_roles() {
+    #[tokio::test]
+    async fn minted_tokens_verify_and_carry_roles() {
         let tenant = uuid::Uuid::new_v4();
         let roles = vec![
             "ContainerRegistryDataReader".to_owned(),
@@ -133,6 +331,7 @@ mod tests {
         let principal = TokenVerifier::hs256(&secret())
             .unwrap()
             .verify(&token)
+            .await
             .unwrap();
         assert_eq!(principal.tenant.0, tenant);
         assert_eq!(principal.id, "alice");
@@ -140,8 +339,8 @@ mod tests {
         assert!(principal.authorize(Action::Import).is_err());
     }
 
-    #[test]
-    fn other_secrets_and_garbage_are_refused() {
+    #[tokio::test]
+    async fn other_secrets_and_garbage_are_refused() {
         let token = mint_token(
             &secret(),
             uuid::Uuid::new_v4(),
@@ -153,11 +352,138 @@ mod tests {
         let other =
             TokenVerifier::hs256(&SecretString::from("another-secret-that-is-long-enough-99"))
                 .unwrap();
-        assert!(matches!(other.verify(&token), Err(ApiError::InvalidToken)));
         assert!(matches!(
-            other.verify("not.a.token"),
+            other.verify(&token).await,
+            Err(ApiError::InvalidToken)
+        ));
+        assert!(matches!(
+            other.verify("not.a.token").await,
             Err(ApiError::InvalidToken)
         ));
         assert!(TokenVerifier::hs256(&SecretString::from("short")).is_err());
+        let short = mint_token(
+            &SecretString::from(""),
+            uuid::Uuid::new_v4(),
+            &[],
+            Duration::from_secs(60),
+            "a",
+        );
+        assert!(
+            short.is_err(),
+            "ferry token must not sign with a secret serve refuses"
+        );
+    }
+
+    fn hs256(claims: &serde_json::Value, alg: Algorithm) -> String {
+        let key = EncodingKey::from_secret(secret().expose_secret().as_bytes());
+        jsonwebtoken::encode(&Header::new(alg), claims, &key).unwrap()
+    }
+
+    #[test]
+    fn startup_needs_a_key_source_and_an_audience_for_idp_keys() {
+        let error =
+            |config: AuthConfig| TokenVerifier::from_config(&config).unwrap_err().to_string();
+        assert!(error(AuthConfig::default()).contains("no token key source"));
+        let blank = AuthConfig {
+            jwt_secret: Some(SecretString::from("")),
+            jwks_url: Some(" ".into()),
+            ..AuthConfig::default()
+        };
+        assert!(error(blank).contains("no token key source"));
+        let jwks = AuthConfig {
+            jwks_url: Some("http://127.0.0.1:1/keys".into()),
+            ..AuthConfig::default()
+        };
+        assert!(error(jwks.clone()).contains("FERRY_JWT_AUDIENCES is required"));
+        let oidc = AuthConfig {
+            oidc_issuer: Some("https://idp.example".into()),
+            ..AuthConfig::default()
+        };
+        assert!(error(oidc).contains("FERRY_JWT_AUDIENCES is required"));
+        let plain = AuthConfig {
+            jwks_url: Some("http://idp.example/keys".into()),
+            jwt_audiences: vec!["api://ferry".into()],
+            ..AuthConfig::default()
+        };
+        assert!(format!("{:#}", TokenVerifier::from_config(&plain).unwrap_err()).contains("https"));
+        let missing = AuthConfig {
+            jwt_public_keys: vec!["/nonexistent/key.pem".into()],
+            jwt_audiences: vec!["api://ferry".into()],
+            ..AuthConfig::default()
+        };
+        assert!(error(missing).contains("/nonexistent/key.pem"));
+        // Building never contacts the IdP: port 1 on loopback refuses connections.
+        let ready = AuthConfig {
+            jwt_audiences: vec!["api://ferry".into()],
+            ..jwks
+        };
+        assert!(TokenVerifier::from_config(&ready).is_ok());
+    }
+
+    #[tokio::test]
+    async fn configured_audience_and_issuer_apply_to_hs256_tokens() {
+        let verifier = TokenVerifier::from_config(&AuthConfig {
+            jwt_secret: Some(secret()),
+            jwt_audiences: vec!["api://ferry".into(), "api://other".into()],
+            jwt_issuers: vec!["https://idp.test/{tid}/".into()],
+            ..AuthConfig::default()
+        })
+        .unwrap();
+        let tid = uuid::Uuid::new_v4();
+        let exp = chrono::Utc::now().timestamp() + 600;
+        let good = serde_json::json!({
+            "tid": tid, "sub": "s", "azp": "client-app", "aud": "api://ferry",
+            "iss": format!("https://idp.test/{tid}/"), "exp": exp,
+        });
+        let principal = verifier
+            .verify(&hs256(&good, Algorithm::HS256))
+            .await
+            .unwrap();
+        assert_eq!(principal.application.as_deref(), Some("client-app"));
+        assert_eq!(principal.tenant.0, tid);
+
+        let mut no_aud = good.clone();
+        no_aud.as_object_mut().unwrap().remove("aud");
+        let mut other_tenant = good.clone();
+        other_tenant["iss"] = format!("https://idp.test/{}/", uuid::Uuid::new_v4()).into();
+        let mut no_iss = good.clone();
+        no_iss.as_object_mut().unwrap().remove("iss");
+        for (claims, alg) in [
+            (&no_aud, Algorithm::HS256),
+            (&other_tenant, Algorithm::HS256),
+            (&no_iss, Algorithm::HS256),
+            (&good, Algorithm::HS384),
+        ] {
+            assert!(
+                matches!(
+                    verifier.verify(&hs256(claims, alg)).await,
+                    Err(ApiError::InvalidToken)
+                ),
+                "{claims} {alg:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_jwks_refuses_tokens_instead_of_failing() {
+        let verifier = TokenVerifier::from_config(&AuthConfig {
+            jwt_secret: Some(secret()),
+            jwks_url: Some("http://127.0.0.1:1/keys".into()),
+            jwt_audiences: vec!["api://ferry".into()],
+            ..AuthConfig::default()
+        })
+        .unwrap();
+        // An RS256 header with a made-up signature: refused once the fetch fails.
+        let header = r#"{"alg":"RS256","kid":"k1"}"#;
+        let claims = r#"{"tid":"00000000-0000-0000-0000-000000000001","sub":"s","exp":9999999999}"#;
+        let b64 = |part: &str| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(part)
+        };
+        let token = format!("{}.{}.AAAA", b64(header), b64(claims));
+        assert!(matches!(
+            verifier.verify(&token).await,
+            Err(ApiError::InvalidToken)
+        ));
     }
 }

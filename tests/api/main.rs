@@ -26,4 +26,5 @@ mod imports;
 mod registries;
 mod sdk;
 mod tls;
+mod tokens;
 mod validation;

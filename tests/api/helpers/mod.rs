@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod fault;
+pub mod idp;
 pub mod images;
 pub mod images_kinds;
 pub mod registry;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use ferry::{
     app::RunningApp,
-    config::{DatabaseConfig, LogFormat, ServeConfig},
+    config::{AuthConfig, DatabaseConfig, LogFormat, ServeConfig},
     registry_client::{Registry, RegistryClient},
 };
 use reqwest::{Method, Response};
@@ -84,7 +85,10 @@ pub fn serve_config(
         tls_cert: None,
         tls_key: None,
         public_url: None,
-        jwt_secret: SecretString::from(SECRET),
+        auth: AuthConfig {
+            jwt_secret: Some(SecretString::from(SECRET)),
+            ..AuthConfig::default()
+        },
         encryption_key: Some(SecretString::from("11".repeat(32))),
         workers,
         insecure_registries: insecure,
