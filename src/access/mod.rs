@@ -285,6 +285,7 @@ mod tests {
                 tenant: crate::auth::TenantId(Uuid::new_v4()),
                 id: "alice".into(),
                 roles: Default::default(),
+                application: None,
             },
             grants: vec![Grant {
                 scope: ScopePath::group(sub, "team"),
