@@ -119,6 +119,8 @@ impl RunningApp {
 /// `ferry serve`: open the database, run until a signal, shut down cleanly.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let connections = u32::try_from(config.workers * 2 + 10).unwrap_or(50);
+    // A bad key-source configuration fails before any database is started.
+    TokenVerifier::from_config(&config.auth)?;
     let database = Database::open(&config.database, connections).await?;
     let running = match RunningApp::start(&config, database.pool.clone()).await {
         Ok(running) => running,

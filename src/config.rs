@@ -191,6 +191,12 @@ pub struct TokenArgs {
     /// Principal id (the `sub` and `oid` claims); a random one when omitted.
     #[arg(long)]
     pub subject: Option<String>,
+    /// `aud` of the token (needed when the server sets FERRY_JWT_AUDIENCES).
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// `iss` of the token (needed when the server sets FERRY_JWT_ISSUERS).
+    #[arg(long)]
+    pub issuer: Option<String>,
     /// HS256 signing secret.
     #[arg(long, env = "FERRY_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: SecretString,

@@ -41,12 +41,14 @@ async fn main() -> ExitCode {
                 .subject
                 .clone()
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            ferry::auth::mint_token(
+            ferry::auth::mint_token_for(
                 &args.jwt_secret,
                 args.tenant,
                 &args.roles,
                 args.ttl,
                 &subject,
+                args.audience.as_deref(),
+                args.issuer.as_deref(),
             )
             .map(|token| println!("{token}"))
         }

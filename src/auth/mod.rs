@@ -5,7 +5,7 @@
 
 mod token;
 
-pub use token::{Claims, TokenVerifier, mint_token};
+pub use token::{Claims, TokenVerifier, mint_token, mint_token_for};
 
 use std::{collections::BTreeSet, marker::PhantomData, sync::Arc};
 
@@ -108,21 +108,6 @@ pub struct Principal {
     /// The calling application (`appid`, else `azp`), when the token names one.
     pub application: Option<String>,
     pub roles: BTreeSet<Role>,
-}
-
-impl Principal {
-    /// Succeeds when one of the caller's roles allows `action`.
-    pub fn authorize(&self, action: Action) -> Result<(), ApiError> {
-        if self.roles.iter().any(|role| role.allows(action)) {
-            Ok(())
-        } else {
-            Err(ApiError::AuthorizationFailed {
-                principal: self.id.clone(),
-                action: action.arm_name(),
-                scope: "/".to_owned(),
-            })
-        }
-    }
 }
 
 /// Middleware: requires a valid bearer token and stores the [`Principal`] in the
