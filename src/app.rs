@@ -29,15 +29,15 @@ pub struct AppState {
     pub listen: SocketAddr,
 }
 
-/// A started ferry: server and workers running.
+/// A started ferry: server (unless `--no-api`) and workers running.
 #[derive(Debug)]
 pub struct RunningApp {
-    /// The address the server is bound to (useful with port 0).
+    /// The address the server is bound to (useful with port 0); the configured
+    /// address when there is no API.
     pub addr: SocketAddr,
     /// A worker tests can drive one step at a time.
     pub worker: Worker,
-    handle: Handle<SocketAddr>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: Option<Server>,
     workers: WorkerPool,
 }
 
@@ -63,57 +63,81 @@ impl RunningApp {
         })?;
         let settings = WorkerSettings {
             blob_concurrency: config.blob_concurrency,
-            ..WorkerSettings::default()
+            retention: config.operation_retention,
+            ..WorkerSettings::with_lease(config.lease)
         };
         let worker = Worker::new(pool.clone(), client, sealer, settings);
-
-        let service = api::service(state).into_make_service();
-        let handle = Handle::new();
-        let server = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => {
-                let tls = RustlsConfig::from_pem_file(cert, key)
-                    .await
-                    .context("loading FERRY_TLS_CERT / FERRY_TLS_KEY")?;
-                tokio::spawn(
-                    axum_server::bind_rustls(config.listen, tls)
-                        .handle(handle.clone())
-                        .serve(service),
-                )
-            }
-            _ => tokio::spawn(
-                axum_server::bind(config.listen)
-                    .handle(handle.clone())
-                    .serve(service),
-            ),
-        };
-        let Some(addr) = handle.listening().await else {
-            let error = server.await.context("server task")?.err();
-            anyhow::bail!("could not listen on {}: {error:?}", config.listen);
-        };
-        let workers = WorkerPool::start(pool, &worker, config.workers);
-        let scheme = if config.tls_cert.is_some() {
-            "https"
+        let server = if config.no_api {
+            None
         } else {
-            "http"
+            Some(bind(config, state).await?)
         };
-        tracing::info!(%addr, scheme, workers = config.workers, "ferry is serving");
+        let addr = server.as_ref().map_or(config.listen, |s| s.addr);
+        let workers = WorkerPool::start(pool, &worker, config.workers);
+        tracing::info!(
+            api = server.is_some(),
+            %addr,
+            tls = config.tls_cert.is_some(),
+            workers = config.workers,
+            "ferry is running"
+        );
         Ok(Self {
             addr,
             worker,
-            handle,
             server,
             workers,
         })
     }
 
-    /// Stops accepting requests, lets in-flight ones finish, then stops the workers.
+    /// Stops accepting requests and claiming work at once; in-flight requests and
+    /// imports get `grace` to finish, then unfinished imports go back to the queue.
     pub async fn shutdown(self, grace: Duration) {
-        self.handle.graceful_shutdown(Some(grace));
-        if let Ok(Err(error)) = self.server.await {
-            tracing::warn!(error = %error, "server stopped with an error");
-        }
-        self.workers.shutdown(grace).await;
+        let server = async {
+            if let Some(server) = self.server {
+                server.handle.graceful_shutdown(Some(grace));
+                if let Ok(Err(error)) = server.task.await {
+                    tracing::warn!(error = %error, "server stopped with an error");
+                }
+            }
+        };
+        tokio::join!(server, self.workers.shutdown(grace));
     }
+}
+
+/// The HTTP server of a running app.
+#[derive(Debug)]
+struct Server {
+    addr: SocketAddr,
+    handle: Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Binds the API on `config.listen`, over TLS when a certificate is configured.
+async fn bind(config: &ServeConfig, state: AppState) -> anyhow::Result<Server> {
+    let service = api::service(state).into_make_service();
+    let handle = Handle::new();
+    let task = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = RustlsConfig::from_pem_file(cert, key)
+                .await
+                .context("loading FERRY_TLS_CERT / FERRY_TLS_KEY")?;
+            tokio::spawn(
+                axum_server::bind_rustls(config.listen, tls)
+                    .handle(handle.clone())
+                    .serve(service),
+            )
+        }
+        _ => tokio::spawn(
+            axum_server::bind(config.listen)
+                .handle(handle.clone())
+                .serve(service),
+        ),
+    };
+    let Some(addr) = handle.listening().await else {
+        let error = task.await.context("server task")?.err();
+        anyhow::bail!("could not listen on {}: {error:?}", config.listen);
+    };
+    Ok(Server { addr, handle, task })
 }
 
 /// `ferry serve`: open the database, run until a signal, shut down cleanly.
@@ -131,7 +155,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     shutdown_signal().await;
     tracing::info!("shutting down");
-    running.shutdown(Duration::from_secs(30)).await;
+    running.shutdown(config.shutdown_grace).await;
     database.close().await;
     Ok(())
 }

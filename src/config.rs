@@ -73,6 +73,20 @@ pub struct ServeConfig {
     /// Blob transfers at once to or from one registry host, across this process's imports.
     #[arg(long, env = "FERRY_HOST_CONCURRENCY", default_value_t = 16)]
     pub host_concurrency: usize,
+    /// How long a claimed operation stays leased without a heartbeat (heartbeats
+    /// come every third of it); a crashed worker's import resumes elsewhere after it.
+    #[arg(long, env = "FERRY_LEASE", default_value = "30s", value_parser = parse_duration)]
+    pub lease: Duration,
+    /// On SIGTERM, how long running imports may take to finish before their leases
+    /// are released for another replica.
+    #[arg(long, env = "FERRY_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// How long finished operations stay pollable before they are pruned.
+    #[arg(long, env = "FERRY_OPERATION_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub operation_retention: Duration,
+    /// Run workers only, without the HTTP API (a worker replica).
+    #[arg(long, env = "FERRY_NO_API")]
+    pub no_api: bool,
     /// Log format: text or json.
     #[arg(long, env = "FERRY_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,

@@ -45,6 +45,9 @@ fn action_name(method: &Method, path: &str) -> String {
     if at(1) == "importImage" && at(3) == "registries" {
         return "Microsoft.ContainerRegistry/registries/importImage/action".to_owned();
     }
+    if at(1) == "cancel" && at(3) == "operationResults" {
+        return "Microsoft.ContainerRegistry/locations/operationResults/cancel/action".to_owned();
+    }
     let kind_of = |keyword: &str| match keyword {
         "registries" => Some("Microsoft.ContainerRegistry/registries"),
         "roleAssignments" => Some("Microsoft.Authorization/roleAssignments"),

@@ -63,6 +63,8 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("The role assignment already exists.")]
     RoleAssignmentExists,
+    #[error("The operation '{0}' has already finished and cannot be canceled.")]
+    OperationAlreadyFinished(String),
     #[error("The role assignment '{0}' is not found.")]
     RoleAssignmentNotFound(String),
     #[error("The role definition '{0}' is not found.")]
@@ -101,6 +103,7 @@ impl ApiError {
             Self::RegistryNameInUse(_) => "RegistryNameInUse",
             Self::PayloadTooLarge => "PayloadTooLarge",
             Self::RoleAssignmentExists => "RoleAssignmentExists",
+            Self::OperationAlreadyFinished(_) => "OperationAlreadyFinished",
             Self::RoleAssignmentNotFound(_) => "RoleAssignmentNotFound",
             Self::RoleDefinitionNotFound(_) => "RoleDefinitionNotFound",
             Self::OperationFailed { code, .. } => code.as_str(),
@@ -123,7 +126,9 @@ impl ApiError {
             | Self::RoleAssignmentNotFound(_)
             | Self::RoleDefinitionNotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::RegistryNameInUse(_) | Self::RoleAssignmentExists => StatusCode::CONFLICT,
+            Self::RegistryNameInUse(_)
+            | Self::RoleAssignmentExists
+            | Self::OperationAlreadyFinished(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -220,6 +225,7 @@ pub const ALL_CODES: &[&str] = &[
     "RegistryNameInUse",
     "PayloadTooLarge",
     "RoleAssignmentExists",
+    "OperationAlreadyFinished",
     "RoleAssignmentNotFound",
     "RoleDefinitionNotFound",
     "DatabaseUnavailable",

@@ -5,7 +5,7 @@
 use axum::{
     Router,
     extract::State,
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::post,
 };
@@ -23,7 +23,7 @@ use crate::{
     operations::{
         OperationId,
         spec::{ImportImageBody, SourceLocator, SourceRegistry, SpecError},
-        store::{self, NewOperation},
+        store::{self, Enqueued, NewOperation},
     },
     registries::{
         NetworkRuleBypassOptions, PolicyStatus, PublicNetworkAccess, Registry, RegistryKey,
@@ -52,8 +52,10 @@ async fn import_image(
     RegistryPath(key): RegistryPath,
     ApiVersion(version): ApiVersion,
     BaseUrl(base): BaseUrl,
+    headers: HeaderMap,
     ArmJson(body): ArmJson<ImportImageBody>,
 ) -> Result<Response, ApiError> {
+    let idempotency_key = idempotency_key(&headers)?;
     let target = load(&state, &caller, &key).await?;
     let request = body.validate()?;
     check_target_policy(&target)?;
@@ -77,7 +79,7 @@ async fn import_image(
         .map(|c| state.sealer.seal(&c.to_plaintext(), id.0.as_bytes()))
         .transpose()?;
     let location = normalized_location(&target.location);
-    store::enqueue(
+    let enqueued = store::enqueue(
         &state.pool,
         NewOperation {
             id,
@@ -87,12 +89,47 @@ async fn import_image(
             spec,
             secret,
             created_by: caller.id.clone(),
+            idempotency_key,
         },
     )
     .await?;
-    tracing::info!(op.id = %id, registry = %target.name, principal = %caller.id, "import queued");
+    let (id, location) = match enqueued {
+        Enqueued::New => {
+            tracing::info!(op.id = %id, registry = %target.name, principal = %caller.id, "import queued");
+            (id, location)
+        }
+        Enqueued::Repeat(original, location) => {
+            tracing::info!(op.id = %original, principal = %caller.id, "repeated import request");
+            (original, location)
+        }
+    };
     let url = poll_url(&base, key.subscription, &location, id, &version);
     accepted(StatusCode::ACCEPTED.into_response(), &url)
+}
+
+/// The headers a client marks a repeatable request with, most specific first.
+const IDEMPOTENCY_HEADERS: [&str; 3] = [
+    "repeatability-request-id",
+    "idempotency-key",
+    "x-ms-client-request-id",
+];
+
+/// The client's key for this submission: a retry with the same key by the same
+/// principal within 24 hours gets the original operation instead of a second one.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some((name, value)) = IDEMPOTENCY_HEADERS
+        .iter()
+        .find_map(|name| headers.get(*name).map(|value| (*name, value)))
+    else {
+        return Ok(None);
+    };
+    match value.to_str().map(str::trim) {
+        Ok(key) if !key.is_empty() && key.len() <= 256 => Ok(Some(key.to_owned())),
+        _ => Err(ApiError::invalid(
+            name,
+            format!("The {name} header must be 1 to 256 visible characters."),
+        )),
+    }
 }
 
 /// ACR's rule: a registry closed to public networks must let trusted services

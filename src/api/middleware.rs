@@ -21,6 +21,7 @@ const KEYWORDS: &[&str] = &[
     "importImage",
     "locations",
     "operationResults",
+    "cancel",
     "Microsoft.Authorization",
     "roleAssignments",
     "roleDefinitions",

@@ -6,7 +6,7 @@ use axum::{
     extract::{Path, State},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use serde_json::json;
 
@@ -17,16 +17,21 @@ use super::{
 };
 use crate::{
     access::ScopePath,
-    auth::{Action, Authorized, CanRead},
-    operations::{OperationId, OperationStatus, store},
+    auth::{Action, Authorized, CanImport, CanRead},
+    operations::{
+        OperationId, OperationStatus, OperationView,
+        store::{self, Cancel},
+    },
     registries::RegistryKey,
+    worker::lease::CANCELED_MESSAGE,
 };
 
+const ONE: &str = "/subscriptions/{sub}/providers/Microsoft.ContainerRegistry/locations/{location}/operationResults/{id}";
+
 pub(super) fn router() -> Router<AppState> {
-    Router::new().route(
-        "/subscriptions/{sub}/providers/Microsoft.ContainerRegistry/locations/{location}/operationResults/{id}",
-        get(poll),
-    )
+    Router::new()
+        .route(ONE, get(poll))
+        .route(&format!("{ONE}/cancel"), post(cancel))
 }
 
 fn operation_path(subscription: uuid::Uuid, location: &str, id: OperationId) -> String {
@@ -59,6 +64,54 @@ pub(super) fn accepted(mut response: Response, poll_url: &str) -> Result<Respons
     Ok(response)
 }
 
+/// The scope an operation belongs to: its target registry while that exists.
+fn target_scope(subscription: uuid::Uuid, op: &OperationView) -> ScopePath {
+    match &op.target {
+        Some((group, name)) => ScopePath::registry(&RegistryKey {
+            subscription,
+            group: group.clone(),
+            name: name.clone(),
+        }),
+        None => ScopePath::subscription(subscription),
+    }
+}
+
+/// `POST …/operationResults/{id}/cancel` (a ferry extension): a queued import is
+/// canceled at once, a running one stops at its worker's next heartbeat tick; the
+/// poll then answers `OperationCanceled`. 409 when the import already ended.
+async fn cancel(
+    State(state): State<AppState>,
+    Authorized(caller, ..): Authorized<CanImport>,
+    Path((sub, location, id)): Path<(String, String, String)>,
+    ApiVersion(version): ApiVersion,
+    BaseUrl(base): BaseUrl,
+) -> Result<Response, ApiError> {
+    let subscription = subscription_id(&sub)?;
+    let not_found = || ApiError::OperationNotFound(id.clone());
+    let op_id = uuid::Uuid::parse_str(&id)
+        .map(OperationId)
+        .map_err(|_| not_found())?;
+    let op = store::find(&state.pool, caller.tenant, subscription, op_id)
+        .await?
+        .ok_or_else(not_found)?;
+    caller.require(Action::Import, &target_scope(subscription, &op))?;
+    let outcome = store::cancel(
+        &state.pool,
+        caller.tenant,
+        subscription,
+        op_id,
+        CANCELED_MESSAGE,
+    )
+    .await?
+    .ok_or_else(not_found)?;
+    if outcome == Cancel::AlreadyFinished {
+        return Err(ApiError::OperationAlreadyFinished(id));
+    }
+    tracing::info!(op.id = %op_id, principal = %caller.id, ?outcome, "cancel requested");
+    let url = poll_url(&base, subscription, &location, op_id, &version);
+    accepted(StatusCode::ACCEPTED.into_response(), &url)
+}
+
 async fn poll(
     State(state): State<AppState>,
     Authorized(caller, ..): Authorized<CanRead>,
@@ -74,16 +127,7 @@ async fn poll(
     let op = store::find(&state.pool, caller.tenant, subscription, op_id)
         .await?
         .ok_or_else(not_found)?;
-    // Reading an operation needs read access to its target registry.
-    let scope = match &op.target {
-        Some((group, name)) => ScopePath::registry(&RegistryKey {
-            subscription,
-            group: group.clone(),
-            name: name.clone(),
-        }),
-        None => ScopePath::subscription(subscription),
-    };
-    caller.require(Action::Read, &scope)?;
+    caller.require(Action::Read, &target_scope(subscription, &op))?;
     let body = |status: &str| {
         json!({
             "id": operation_path(subscription, &location, op.id),
@@ -103,7 +147,7 @@ async fn poll(
             )
         }
         OperationStatus::Succeeded => Ok((StatusCode::OK, Json(body("Succeeded"))).into_response()),
-        OperationStatus::Failed => {
+        OperationStatus::Failed | OperationStatus::Canceled => {
             let (code, message) = op
                 .failure
                 .unwrap_or((crate::operations::FailureCode::ImportFailed, String::new()));

@@ -41,6 +41,7 @@ pub enum OperationStatus {
     Running,
     Succeeded,
     Failed,
+    Canceled,
 }
 
 /// Why an import failed; stored with the operation and shown in the poll response.
@@ -55,12 +56,13 @@ pub enum FailureCode {
     SourceRegistryError,
     TargetRegistryError,
     RegistryNotFound,
+    OperationCanceled,
     ImportFailed,
 }
 
 impl FailureCode {
     /// Every failure code, for the openapi.yaml consistency test.
-    pub const ALL: [FailureCode; 10] = [
+    pub const ALL: [FailureCode; 11] = [
         Self::ImageNotFound,
         Self::TagAlreadyExists,
         Self::UnsupportedMediaType,
@@ -70,6 +72,7 @@ impl FailureCode {
         Self::SourceRegistryError,
         Self::TargetRegistryError,
         Self::RegistryNotFound,
+        Self::OperationCanceled,
         Self::ImportFailed,
     ];
 
@@ -85,6 +88,7 @@ impl FailureCode {
             Self::SourceRegistryError => "SourceRegistryError",
             Self::TargetRegistryError => "TargetRegistryError",
             Self::RegistryNotFound => "RegistryNotFound",
+            Self::OperationCanceled => "OperationCanceled",
             Self::ImportFailed => "ImportFailed",
         }
     }

@@ -17,21 +17,58 @@ pub struct NewOperation {
     pub spec: ImportSpec,
     pub secret: Option<Sealed>,
     pub created_by: String,
+    /// The client's key for a repeatable request, if it sent one.
+    pub idempotency_key: Option<String>,
+}
+
+/// The operation a submission stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Queued now.
+    New,
+    /// A repeat of an earlier submission (same principal and key within 24 hours):
+    /// the original operation and its location.
+    Repeat(OperationId, String),
 }
 
 /// Inserts the operation (and its sealed source credentials) in one transaction;
-/// the insert trigger wakes the workers.
-pub async fn enqueue(pool: &PgPool, op: NewOperation) -> sqlx::Result<()> {
+/// the insert trigger wakes the workers. A repeated key returns the original.
+pub async fn enqueue(pool: &PgPool, op: NewOperation) -> sqlx::Result<Enqueued> {
     let mut tx = pool.begin().await?;
+    if let Some(key) = &op.idempotency_key {
+        // Serialises concurrent repeats of one key, so only one of them inserts.
+        let lock = format!("{}/{}/{key}", op.subscription, op.created_by);
+        sqlx::query!("select pg_advisory_xact_lock(hashtext($1))", lock)
+            .execute(&mut *tx)
+            .await?;
+        let original = sqlx::query!(
+            r#"select id, location from operations
+               where subscription_id = $1 and created_by = $2 and idempotency_key = $3
+                 and created_at > now() - interval '24 hours'
+               order by created_at desc limit 1"#,
+            op.subscription,
+            op.created_by,
+            key
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(original) = original {
+            return Ok(Enqueued::Repeat(
+                OperationId(original.id),
+                original.location,
+            ));
+        }
+    }
     sqlx::query!(
-        r#"insert into operations (id, subscription_id, location, registry_id, spec, created_by)
-           values ($1, $2, $3, $4, $5, $6)"#,
+        r#"insert into operations (id, subscription_id, location, registry_id, spec, created_by, idempotency_key)
+           values ($1, $2, $3, $4, $5, $6, $7)"#,
         op.id.0,
         op.subscription,
         op.location,
         op.registry,
         Json(&op.spec) as _,
-        op.created_by
+        op.created_by,
+        op.idempotency_key
     )
     .execute(&mut *tx)
     .await?;
@@ -46,7 +83,77 @@ pub async fn enqueue(pool: &PgPool, op: NewOperation) -> sqlx::Result<()> {
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(Enqueued::New)
+}
+
+/// What a cancel request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancel {
+    /// It was queued and is now canceled.
+    Canceled,
+    /// It is running; its worker will stop it.
+    Requested,
+    /// It had already ended.
+    AlreadyFinished,
+}
+
+/// Cancels a queued operation at once, or asks the worker of a running one to stop.
+/// `None` when the tenant has no such operation.
+pub async fn cancel(
+    pool: &PgPool,
+    tenant: TenantId,
+    subscription: Uuid,
+    id: OperationId,
+    message: &str,
+) -> sqlx::Result<Option<Cancel>> {
+    let mut tx = pool.begin().await?;
+    let status = sqlx::query_scalar!(
+        r#"select o.status as "status: OperationStatus"
+           from operations o join subscriptions s on s.id = o.subscription_id
+           where o.id = $1 and o.subscription_id = $2 and s.tenant_id = $3
+           for update of o"#,
+        id.0,
+        subscription,
+        tenant.0
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let outcome = match status {
+        None => return Ok(None),
+        Some(OperationStatus::Queued) => {
+            sqlx::query!(
+                r#"update operations
+                   set status = 'canceled', finished_at = now(), cancel_requested_at = now(),
+                       error_code = $2, error_message = $3
+                   where id = $1"#,
+                id.0,
+                FailureCode::OperationCanceled.as_str(),
+                message
+            )
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query!(
+                "delete from operation_secrets where operation_id = $1",
+                id.0
+            )
+            .execute(&mut *tx)
+            .await?;
+            Cancel::Canceled
+        }
+        Some(OperationStatus::Running) => {
+            sqlx::query!(
+                "update operations set cancel_requested_at = coalesce(cancel_requested_at, now()) where id = $1",
+                id.0
+            )
+            .execute(&mut *tx)
+            .await?;
+            Cancel::Requested
+        }
+        Some(_) => Cancel::AlreadyFinished,
+    };
+    tx.commit().await?;
+    Ok(Some(outcome))
 }
 
 /// An operation of the tenant's subscription, for polling.

@@ -52,25 +52,73 @@ pub async fn claim(pool: &PgPool, owner: Uuid, lease: Duration) -> sqlx::Result<
     }))
 }
 
-/// Extends the lease and records progress; false when the lease is no longer ours.
+/// What a heartbeat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beat {
+    /// The lease is ours and extended.
+    Held,
+    /// The lease is ours and extended, but a client asked to cancel the import.
+    CancelRequested,
+    /// Another worker owns the operation now (or it ended).
+    Lost,
+}
+
+/// Extends the lease and records progress.
 pub async fn heartbeat(
     pool: &PgPool,
     id: OperationId,
     owner: Uuid,
     lease: Duration,
     progress: &Progress,
-) -> sqlx::Result<bool> {
-    let result = sqlx::query!(
+) -> sqlx::Result<Beat> {
+    let cancel = sqlx::query_scalar!(
         r#"update operations set lease_expires_at = now() + make_interval(secs => $3), progress = $4
-           where id = $1 and lease_owner = $2 and status = 'running'"#,
+           where id = $1 and lease_owner = $2 and status = 'running'
+           returning cancel_requested_at is not null as "cancel!""#,
         id.0,
         owner,
         seconds(lease),
         Json(progress) as _
     )
+    .fetch_optional(pool)
+    .await?;
+    Ok(match cancel {
+        None => Beat::Lost,
+        Some(true) => Beat::CancelRequested,
+        Some(false) => Beat::Held,
+    })
+}
+
+/// Gives a held operation back to the queue without counting the attempt (this
+/// process is shutting down); false when the lease was no longer ours.
+pub async fn release(pool: &PgPool, id: OperationId, owner: Uuid) -> sqlx::Result<bool> {
+    let result = sqlx::query!(
+        r#"update operations
+           set status = 'queued', lease_owner = null, lease_expires_at = null,
+               attempts = greatest(attempts - 1, 0), run_after = now()
+           where id = $1 and lease_owner = $2 and status = 'running'"#,
+        id.0,
+        owner
+    )
     .execute(pool)
     .await?;
     Ok(result.rows_affected() == 1)
+}
+
+/// Deletes up to `batch` operations that finished more than `retention` ago;
+/// returns how many.
+pub async fn prune(pool: &PgPool, retention: Duration, batch: i64) -> sqlx::Result<u64> {
+    let result = sqlx::query!(
+        r#"delete from operations where id in (
+               select id from operations
+               where finished_at < now() - make_interval(secs => $1)
+               order by finished_at limit $2)"#,
+        seconds(retention),
+        batch
+    )
+    .execute(pool)
+    .await?;
+    Ok(result.rows_affected())
 }
 
 /// How a held operation ends.
@@ -80,7 +128,12 @@ pub enum Outcome {
     Failed(FailureCode, String),
     /// A transient failure: back to the queue after a backoff computed in SQL.
     Retry(FailureCode, String),
+    /// Stopped on the client's request.
+    Canceled,
 }
+
+/// What a canceled operation's poll says.
+pub const CANCELED_MESSAGE: &str = "The import was canceled at the client's request.";
 
 /// Ends (or re-queues) an operation; its sealed source credentials go in the same
 /// transaction when it becomes terminal. False when the lease was lost.
@@ -96,6 +149,11 @@ pub async fn finish(
         Outcome::Succeeded => ("succeeded", None, None),
         Outcome::Failed(code, message) => ("failed", Some(code.as_str()), Some(message.as_str())),
         Outcome::Retry(code, message) => ("queued", Some(code.as_str()), Some(message.as_str())),
+        Outcome::Canceled => (
+            "canceled",
+            Some(FailureCode::OperationCanceled.as_str()),
+            Some(CANCELED_MESSAGE),
+        ),
     };
     let result = sqlx::query!(
         r#"update operations

@@ -7,6 +7,7 @@ pub mod lease;
 pub mod pool;
 
 use std::{
+    collections::HashMap,
     panic::AssertUnwindSafe,
     sync::{Arc, Mutex},
     time::Duration,
@@ -21,14 +22,14 @@ use uuid::Uuid;
 use crate::{
     crypto::{Sealed, Sealer},
     operations::{
-        FailureCode, Progress,
+        FailureCode, OperationId, Progress,
         spec::{Credentials, SourceRegistry, docker_hub_api_host},
     },
     registries,
     registry_client::RegistryClient,
 };
 use copy::{CopyError, CopyJob};
-use lease::{Claimed, Outcome};
+use lease::{Beat, Claimed, Outcome};
 
 /// Tunables of the queue and the copy.
 #[derive(Debug, Clone)]
@@ -36,6 +37,19 @@ pub struct WorkerSettings {
     pub lease: Duration,
     pub heartbeat: Duration,
     pub blob_concurrency: usize,
+    /// How long finished operations are kept before pruning.
+    pub retention: Duration,
+}
+
+impl WorkerSettings {
+    /// Settings for a lease of `lease`, with a heartbeat every third of it.
+    pub fn with_lease(lease: Duration) -> Self {
+        Self {
+            lease,
+            heartbeat: (lease / 3).max(Duration::from_millis(100)),
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for WorkerSettings {
@@ -44,9 +58,14 @@ impl Default for WorkerSettings {
             lease: Duration::from_secs(30),
             heartbeat: Duration::from_secs(10),
             blob_concurrency: 6,
+            retention: Duration::from_secs(7 * 86_400),
         }
     }
 }
+
+/// The operations this process holds right now (by id, with the holding worker),
+/// so shutdown can hand them back to the queue.
+pub type InFlight = Arc<Mutex<HashMap<OperationId, Uuid>>>;
 
 /// One worker: a lease owner identity plus what it needs to copy.
 #[derive(Debug, Clone)]
@@ -56,6 +75,7 @@ pub struct Worker {
     sealer: Arc<Sealer>,
     settings: WorkerSettings,
     owner: Uuid,
+    in_flight: InFlight,
 }
 
 impl Worker {
@@ -72,7 +92,13 @@ impl Worker {
             sealer,
             settings,
             owner: Uuid::new_v4(),
+            in_flight: InFlight::default(),
         }
+    }
+
+    /// What this worker and its clones hold right now.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.clone()
     }
 
     /// Rescues expired leases, then claims and runs at most one operation.
@@ -97,18 +123,38 @@ impl Worker {
 
     async fn run(&self, job: Claimed) -> anyhow::Result<()> {
         tracing::info!("import started");
+        self.in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(job.id, self.owner);
+        let result = self.hold(&job).await;
+        self.in_flight
+            .lock()
+            .expect("in-flight lock")
+            .remove(&job.id);
+        result
+    }
+
+    /// Runs a claimed import under its lease and records how it ended.
+    async fn hold(&self, job: &Claimed) -> anyhow::Result<()> {
         let progress = Arc::new(Mutex::new(Progress::default()));
-        let work = AssertUnwindSafe(self.execute(&job, progress.clone())).catch_unwind();
+        let work = AssertUnwindSafe(self.execute(job, progress.clone())).catch_unwind();
         let result = tokio::select! {
-            result = work => result,
-            () = self.keep_lease(&job, &progress) => {
-                tracing::warn!("lease lost; abandoning the copy to its new owner");
-                return Ok(());
-            }
+            result = work => Some(result),
+            beat = self.keep_lease(job, &progress) => match beat {
+                Beat::Lost => {
+                    tracing::warn!("lease lost; abandoning the copy to its new owner");
+                    return Ok(());
+                }
+                // Dropping the copy stops its transfers; open upload sessions are
+                // left for the registry to expire.
+                _ => None,
+            },
         };
         let outcome = match result {
-            Ok(Ok(())) => Outcome::Succeeded,
-            Ok(Err(error)) if error.transient && job.attempts < job.max_attempts => {
+            None => Outcome::Canceled,
+            Some(Ok(Ok(()))) => Outcome::Succeeded,
+            Some(Ok(Err(error))) if error.transient && job.attempts < job.max_attempts => {
                 tracing::warn!(
                     code = error.code.as_str(),
                     error = error.message,
@@ -116,8 +162,8 @@ impl Worker {
                 );
                 Outcome::Retry(error.code, error.message)
             }
-            Ok(Err(error)) => Outcome::Failed(error.code, error.message),
-            Err(_panic) => {
+            Some(Ok(Err(error))) => Outcome::Failed(error.code, error.message),
+            Some(Err(_panic)) => {
                 tracing::error!("import panicked");
                 let message = "The import stopped on an internal error.".to_owned();
                 if job.attempts < job.max_attempts {
@@ -142,8 +188,8 @@ impl Worker {
     }
 
     /// Writes progress about once a second and extends the lease; returns only when
-    /// the lease is lost.
-    async fn keep_lease(&self, job: &Claimed, progress: &Mutex<Progress>) {
+    /// the lease is lost or a client asked to cancel the import.
+    async fn keep_lease(&self, job: &Claimed, progress: &Mutex<Progress>) -> Beat {
         let mut written = Progress::default();
         let mut since_beat = Duration::ZERO;
         let tick = Duration::from_secs(1).min(self.settings.heartbeat);
@@ -163,11 +209,11 @@ impl Worker {
             )
             .await
             {
-                Ok(true) => {
+                Ok(Beat::Held) => {
                     written = current;
                     since_beat = Duration::ZERO;
                 }
-                Ok(false) => return,
+                Ok(beat) => return beat,
                 Err(error) => tracing::warn!(error = %error, "heartbeat failed; retrying"),
             }
         }

@@ -23,6 +23,7 @@ mod copy_progress;
 mod embedded;
 mod helpers;
 mod imports;
+mod lifecycle;
 mod registries;
 mod sdk;
 mod tls;

@@ -94,6 +94,10 @@ pub fn serve_config(
         insecure_registries: insecure,
         blob_concurrency: 6,
         host_concurrency: 16,
+        lease: Duration::from_secs(30),
+        shutdown_grace: Duration::from_secs(5),
+        operation_retention: Duration::from_secs(7 * 86_400),
+        no_api: false,
         log_format: LogFormat::Text,
     }
 }

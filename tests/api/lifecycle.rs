@@ -1,0 +1,174 @@
+//! An operation's life beyond the happy path, in one process: repeated submissions
+//! return the original operation, cancellation (queued and running), and shutdown
+//! handing running imports back to the queue.
+
+use std::time::Duration;
+
+use ferry::app::RunningApp;
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    API, TestApp, TestRegistry,
+    fault::{Class, Fault, FaultProxy},
+    images, spawn_app, spawn_app_with,
+};
+
+fn body(host: &str) -> Value {
+    json!({ "source": { "registryUri": host, "sourceImage": "app:v1" }, "mode": "Force" })
+}
+
+async fn import_with_key(app: &TestApp, key: &str, host: &str) -> String {
+    let response = app
+        .http
+        .post(format!(
+            "{}{}/importImage?{API}",
+            app.base,
+            app.registry_path("target1")
+        ))
+        .bearer_auth(&app.token)
+        .header("x-ms-client-request-id", key)
+        .json(&body(host))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_repeated_submission_returns_the_original_operation() {
+    let app = spawn_app(0).await;
+    app.create_target().await;
+    let host = app.source.host.clone();
+    let first = import_with_key(&app, "retry-1", &host).await;
+    let again = import_with_key(&app, "retry-1", &host).await;
+    assert_eq!(first, again);
+    assert_eq!(app.operation_count().await, 1);
+    let other = import_with_key(&app, "retry-2", &host).await;
+    assert_ne!(first, other);
+    assert_eq!(app.operation_count().await, 2);
+}
+
+async fn cancel(app: &TestApp, location: &str) -> (u16, Value) {
+    let (path, query) = location.split_once('?').unwrap();
+    let response = app
+        .http
+        .post(format!("{path}/cancel?{query}"))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_queued_import_is_canceled_at_once() {
+    let app = spawn_app(0).await;
+    app.create_target().await;
+    let location = app.start_import(body(&app.source.host.clone())).await;
+    let (status, _) = cancel(&app, &location).await;
+    assert_eq!(status, 202);
+    let (status, answer) = app.wait(&location).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["code"], "OperationCanceled");
+    // Nothing is left to claim, and a finished operation cannot be canceled.
+    assert!(!app.app.worker.run_once().await.unwrap());
+    let (status, answer) = cancel(&app, &location).await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"]["code"], "OperationAlreadyFinished");
+}
+
+/// An app whose source is behind a proxy that holds every blob GET for `delay`,
+/// with `app:v1` (one layer) pushed.
+async fn slow_source(delay: Duration) -> (TestApp, FaultProxy) {
+    let (source, target) = tokio::join!(TestRegistry::start(), TestRegistry::start());
+    let proxy = FaultProxy::start(&source.host).await;
+    proxy.inject(Class::BlobGet, Fault::Latency(delay));
+    let app = spawn_app_with(0, source, target, &[&proxy.host]).await;
+    app.create_target().await;
+    let image = images::image("amd64", 1, 10_000);
+    images::push(&app.source_registry(), "app", &image, Some("v1")).await;
+    (app, proxy)
+}
+
+async fn status_of(app: &TestApp, location: &str) -> (String, i32) {
+    let id = location
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap();
+    sqlx::query_as::<_, (String, i32)>(
+        "select status::text, attempts from operations where id = $1::uuid",
+    )
+    .bind(id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+async fn wait_until_running(app: &TestApp, location: &str) {
+    for _ in 0..200 {
+        if status_of(app, location).await.0 == "running" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the import never started");
+}
+
+#[tokio::test]
+async fn a_running_import_stops_when_canceled_and_leaves_no_tag() {
+    let (app, proxy) = slow_source(Duration::from_secs(30)).await;
+    let location = app.start_import(body(&proxy.host)).await;
+    let worker = app.app.worker.clone();
+    let run = tokio::spawn(async move { worker.run_once().await.unwrap() });
+    wait_until_running(&app, &location).await;
+    let (status, _) = cancel(&app, &location).await;
+    assert_eq!(status, 202);
+    // The worker notices at its next heartbeat tick, well before the blob arrives.
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the canceled import kept running")
+        .unwrap();
+    let (status, answer) = app.wait(&location).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["code"], "OperationCanceled");
+    let manifest = app
+        .target_registry()
+        .manifest_exists(&"app".parse().unwrap(), "v1")
+        .await
+        .unwrap();
+    assert!(!manifest, "a canceled import left a tag");
+}
+
+#[tokio::test]
+async fn shutdown_hands_running_imports_back_to_the_queue() {
+    let (app, proxy) = slow_source(Duration::from_secs(30)).await;
+    let location = app.start_import(body(&proxy.host)).await;
+    // A second app on the same database runs the worker and is then shut down.
+    let dir = tempfile::tempdir().unwrap();
+    let config = crate::helpers::serve_config(
+        dir.path(),
+        vec![proxy.host.clone(), app.target.host.clone()],
+        1,
+    );
+    let replica = RunningApp::start(&config, app.pool.clone()).await.unwrap();
+    wait_until_running(&app, &location).await;
+    let (_, attempts) = status_of(&app, &location).await;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        replica.shutdown(Duration::from_millis(200)),
+    )
+    .await
+    .expect("shutdown did not finish");
+    let (status, after) = status_of(&app, &location).await;
+    assert_eq!(status, "queued", "released, not failed");
+    assert_eq!(
+        after,
+        attempts - 1,
+        "the interrupted attempt is not counted"
+    );
+}
