@@ -16,7 +16,7 @@ use super::{
     extract::{ApiVersion, BaseUrl, subscription_id},
 };
 use crate::{
-    access::ScopePath,
+    access::{Caller, ScopePath},
     auth::{Action, Authorized, CanImport, CanRead},
     operations::{
         OperationId, OperationStatus, OperationView,
@@ -76,6 +76,26 @@ fn target_scope(subscription: uuid::Uuid, op: &OperationView) -> ScopePath {
     }
 }
 
+/// The tenant's operation `id`, if the caller may do `action` on its target.
+async fn load(
+    state: &AppState,
+    caller: &Caller,
+    sub: &str,
+    id: &str,
+    action: Action,
+) -> Result<(uuid::Uuid, OperationView), ApiError> {
+    let subscription = subscription_id(sub)?;
+    let not_found = || ApiError::OperationNotFound(id.to_owned());
+    let op_id = uuid::Uuid::parse_str(id)
+        .map(OperationId)
+        .map_err(|_| not_found())?;
+    let op = store::find(&state.pool, caller.tenant, subscription, op_id)
+        .await?
+        .ok_or_else(not_found)?;
+    caller.require(action, &target_scope(subscription, &op))?;
+    Ok((subscription, op))
+}
+
 /// `POST …/operationResults/{id}/cancel` (a ferry extension): a queued import is
 /// canceled at once, a running one stops at its worker's next heartbeat tick; the
 /// poll then answers `OperationCanceled`. 409 when the import already ended.
@@ -86,15 +106,8 @@ async fn cancel(
     ApiVersion(version): ApiVersion,
     BaseUrl(base): BaseUrl,
 ) -> Result<Response, ApiError> {
-    let subscription = subscription_id(&sub)?;
-    let not_found = || ApiError::OperationNotFound(id.clone());
-    let op_id = uuid::Uuid::parse_str(&id)
-        .map(OperationId)
-        .map_err(|_| not_found())?;
-    let op = store::find(&state.pool, caller.tenant, subscription, op_id)
-        .await?
-        .ok_or_else(not_found)?;
-    caller.require(Action::Import, &target_scope(subscription, &op))?;
+    let (subscription, op) = load(&state, &caller, &sub, &id, Action::Import).await?;
+    let op_id = op.id;
     let outcome = store::cancel(
         &state.pool,
         caller.tenant,
@@ -103,7 +116,7 @@ async fn cancel(
         CANCELED_MESSAGE,
     )
     .await?
-    .ok_or_else(not_found)?;
+    .ok_or_else(|| ApiError::OperationNotFound(id.clone()))?;
     if outcome == Cancel::AlreadyFinished {
         return Err(ApiError::OperationAlreadyFinished(id));
     }
@@ -119,15 +132,7 @@ async fn poll(
     ApiVersion(version): ApiVersion,
     BaseUrl(base): BaseUrl,
 ) -> Result<Response, ApiError> {
-    let subscription = subscription_id(&sub)?;
-    let not_found = || ApiError::OperationNotFound(id.clone());
-    let op_id = uuid::Uuid::parse_str(&id)
-        .map(OperationId)
-        .map_err(|_| not_found())?;
-    let op = store::find(&state.pool, caller.tenant, subscription, op_id)
-        .await?
-        .ok_or_else(not_found)?;
-    caller.require(Action::Read, &target_scope(subscription, &op))?;
+    let (subscription, op) = load(&state, &caller, &sub, &id, Action::Read).await?;
     let body = |status: &str| {
         json!({
             "id": operation_path(subscription, &location, op.id),
