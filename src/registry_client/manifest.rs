@@ -253,6 +253,41 @@ impl Registry {
         exists(response, || format!("manifest {repository}:{reference}")).await
     }
 
+    /// The digest a tag (or digest) resolves to, `None` when absent.
+    pub async fn manifest_digest(
+        &self,
+        repository: &Repository,
+        reference: &str,
+    ) -> Result<Option<Digest>, RegistryError> {
+        let url = self.url(repository, &format!("manifests/{reference}"));
+        let accept = ACCEPTED.join(", ");
+        let response = self
+            .send(&Scope::pull(repository), || {
+                self.http.head(&url).header(header::ACCEPT, &accept)
+            })
+            .await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = expect(response, &[StatusCode::OK], || {
+            format!("manifest {repository}:{reference}")
+        })
+        .await?;
+        let header_digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        match header_digest {
+            Some(digest) => Ok(Some(digest)),
+            // Registries that omit the header: the manifest itself says.
+            None => self
+                .get_manifest(repository, reference)
+                .await
+                .map(|m| Some(m.digest)),
+        }
+    }
+
     /// Stores a manifest under a tag or its digest.
     pub async fn put_manifest(
         &self,

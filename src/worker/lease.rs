@@ -20,6 +20,8 @@ pub struct Claimed {
     pub registry: Option<Uuid>,
     pub attempts: i32,
     pub max_attempts: i32,
+    /// An earlier claim ran it (and may have got as far as tagging).
+    pub ran_before: bool,
 }
 
 fn seconds(duration: Duration) -> f64 {
@@ -37,7 +39,8 @@ pub async fn claim(pool: &PgPool, owner: Uuid, lease: Duration) -> sqlx::Result<
                        order by run_after, created_at
                        for update skip locked
                        limit 1)
-           returning id, spec as "spec: Json<ImportSpec>", registry_id, attempts, max_attempts"#,
+           returning id, spec as "spec: Json<ImportSpec>", registry_id, attempts, max_attempts,
+                     started_at < now() as "ran_before!""#,
         owner,
         seconds(lease)
     )
@@ -49,6 +52,7 @@ pub async fn claim(pool: &PgPool, owner: Uuid, lease: Duration) -> sqlx::Result<
         registry: r.registry_id,
         attempts: r.attempts,
         max_attempts: r.max_attempts,
+        ran_before: r.ran_before,
     }))
 }
 

@@ -301,6 +301,7 @@ impl Worker {
             target,
             concurrency: self.settings.blob_concurrency,
             progress,
+            rerun: job.ran_before,
         };
         job.run().await
     }

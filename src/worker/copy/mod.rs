@@ -26,7 +26,7 @@ use crate::{
     operations::{
         FailureCode, Progress,
         reference::{Digest, Repository},
-        spec::{ImportMode, ImportSpec},
+        spec::{ImportMode, ImportSpec, TargetTag},
     },
     registry_client::{BlobRef, Manifest, Meter, Placed, Registry},
 };
@@ -61,6 +61,9 @@ pub struct CopyJob<'a> {
     pub target: Registry,
     pub concurrency: usize,
     pub progress: Arc<Mutex<Progress>>,
+    /// An earlier run of this operation was interrupted: a NoForce tag that already
+    /// points at exactly this image is that run's work, not a conflict.
+    pub rerun: bool,
 }
 
 impl CopyJob<'_> {
@@ -84,14 +87,15 @@ impl CopyJob<'_> {
     pub async fn run(&self) -> Result<(), CopyError> {
         // The tag check and the first source read go together: neither writes.
         let reference = self.spec.source_image.reference();
-        let (checked, root) = tokio::join!(
-            self.refuse_existing_tags(),
+        let (existing, root) = tokio::join!(
+            self.existing_tags(),
             self.source
                 .get_manifest(&self.source_repository, &reference)
         );
-        checked?;
+        let existing = existing?;
         let root = root.map_err(CopyError::source)?;
         let root = self.filter_platforms(root)?;
+        self.refuse_existing_tags(existing, &root.digest)?;
         let graph =
             graph::resolve(&self.source, &self.source_repository, root, MAX_MANIFESTS).await?;
         let repositories = self.repositories();
@@ -112,22 +116,36 @@ impl CopyJob<'_> {
             .map_err(CopyError::target)
     }
 
-    async fn refuse_existing_tags(&self) -> Result<(), CopyError> {
+    /// NoForce: the target tags that exist already, with the digest they point at.
+    async fn existing_tags(&self) -> Result<Vec<(&TargetTag, Digest)>, CopyError> {
         if self.spec.mode != ImportMode::NoForce {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let checks = self.spec.target_tags.iter().map(|tag| async move {
             let found = self
                 .target
-                .manifest_exists(&tag.repository, tag.tag.as_str())
+                .manifest_digest(&tag.repository, tag.tag.as_str())
                 .await;
-            found.map(|found| found.then_some(tag))
+            found.map(|digest| digest.map(|digest| (tag, digest)))
         });
-        let existing = bounded(checks.collect(), REQUEST_CONCURRENCY)
+        let found = bounded(checks.collect(), REQUEST_CONCURRENCY)
             .await
             .map_err(CopyError::target)?;
-        match existing.into_iter().flatten().next() {
-            Some(tag) => Err(CopyError::permanent(
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    /// Fails on an existing tag, unless an interrupted earlier run of this very
+    /// operation set it to the image being imported.
+    fn refuse_existing_tags(
+        &self,
+        existing: Vec<(&TargetTag, Digest)>,
+        root: &Digest,
+    ) -> Result<(), CopyError> {
+        let conflict = existing
+            .into_iter()
+            .find(|(_, digest)| !(self.rerun && digest == root));
+        match conflict {
+            Some((tag, _)) => Err(CopyError::permanent(
                 FailureCode::TagAlreadyExists,
                 format!(
                     "The target tag '{}:{}' already exists; use mode Force to overwrite it.",
