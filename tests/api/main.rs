@@ -24,6 +24,7 @@ mod embedded;
 mod helpers;
 mod imports;
 mod registries;
+mod reliability;
 mod sdk;
 mod tls;
 mod tokens;
