@@ -1,15 +1,18 @@
 //! Reliability under faults: real `ferry serve` replicas sharing one database are
 //! killed with SIGKILL or stopped with SIGTERM mid-copy, Postgres is restarted under
-//! running imports, thousands of small imports run across replicas, and imports are
-//! cancelled or repeated. A gate in front of the source registry holds blob GETs so
-//! every interruption lands mid-copy; a status ledger (a test-only trigger) shows that
-//! each operation reached exactly one terminal state.
+//! running imports, thousands of small imports run across replicas, imports are
+//! cancelled or repeated, old operations are pruned, and API and workers run in
+//! separate replicas. A gate in front of the source registry holds blob GETs so
+//! every interruption lands mid-copy; a status ledger (a test-only trigger) shows
+//! that each operation reached exactly one terminal state.
 
 mod cancel;
 mod crash;
 mod db_restart;
 mod idempotency;
+mod retention;
 mod shutdown;
+mod split;
 mod volume;
 
 use std::{
@@ -143,11 +146,11 @@ impl Rig {
         assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     }
 
-    /// An import of `app:v1` through the gate into `app:{tag}` of `target1`.
-    pub fn import_body(&self, tag: &str) -> Value {
+    /// An import of `app:v1` through the gate into `target` (`repo:tag`) of `target1`.
+    pub fn import_body(&self, target: &str) -> Value {
         json!({
             "source": { "registryUri": self.gate.host, "sourceImage": "app:v1" },
-            "targetTags": [format!("app:{tag}")],
+            "targetTags": [target],
             "mode": "NoForce",
         })
     }
@@ -224,17 +227,18 @@ impl Rig {
         }
     }
 
-    /// Asserts the target serves the source's manifest bytes at `app:{tag}`, to
-    /// ferry's client and to skopeo.
-    pub async fn assert_copied(&self, tag: &str) {
+    /// Asserts the target serves the source's manifest bytes at `target`
+    /// (`repo:tag`), to ferry's client and to skopeo.
+    pub async fn assert_copied(&self, target: &str) {
+        let (repository, tag) = target.split_once(':').unwrap();
         let copied = self
             .client
             .registry(&self.target.host, None)
-            .get_manifest(&"app".parse().unwrap(), tag)
+            .get_manifest(&repository.parse().unwrap(), tag)
             .await
             .unwrap();
-        assert_eq!(copied.digest, self.image.manifest.digest, "app:{tag}");
-        assert_eq!(copied.bytes, self.image.manifest.bytes, "app:{tag}");
-        skopeo::assert_manifest(&self.target, &format!("app:{tag}"), &self.image.manifest).await;
+        assert_eq!(copied.digest, self.image.manifest.digest, "{target}");
+        assert_eq!(copied.bytes, self.image.manifest.bytes, "{target}");
+        skopeo::assert_manifest(&self.target, target, &self.image.manifest).await;
     }
 }

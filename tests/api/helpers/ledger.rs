@@ -20,12 +20,15 @@ pub async fn install(pool: &PgPool) {
              lease_owner uuid,
              attempts integer not null,
              finished_at timestamptz,
+             error_code text,
              at timestamptz not null default clock_timestamp())",
         "create function test_record_status() returns trigger language plpgsql as $$
          begin
              if tg_op = 'INSERT' or new.status is distinct from old.status then
-                 insert into test_status_ledger (operation_id, status, lease_owner, attempts, finished_at)
-                 values (new.id, new.status::text, new.lease_owner, new.attempts, new.finished_at);
+                 insert into test_status_ledger
+                     (operation_id, status, lease_owner, attempts, finished_at, error_code)
+                 values
+                     (new.id, new.status::text, new.lease_owner, new.attempts, new.finished_at, new.error_code);
              end if;
              return null;
          end $$",
@@ -43,12 +46,13 @@ pub struct Entry {
     pub lease_owner: Option<Uuid>,
     pub attempts: i32,
     pub finished: bool,
+    pub error_code: Option<String>,
 }
 
 /// Every status `id` took, in order.
 pub async fn history(pool: &PgPool, id: Uuid) -> Vec<Entry> {
     sqlx::query_as(
-        "select status, lease_owner, attempts, finished_at is not null as finished
+        "select status, lease_owner, attempts, finished_at is not null as finished, error_code
          from test_status_ledger where operation_id = $1 order by seq",
     )
     .bind(id)
@@ -79,4 +83,20 @@ pub async fn terminal_entries(pool: &PgPool) -> i64 {
         .fetch_one(pool)
         .await
         .unwrap()
+}
+
+/// How often operations went back to the queue after a claim: without an error
+/// code (a rescued lease or a released one) and with one (a retry after a
+/// transient failure).
+pub async fn requeues(pool: &PgPool) -> (i64, i64) {
+    sqlx::query_as(
+        "select count(*) filter (where error_code is null), count(*) filter (where error_code is not null)
+         from (select status, error_code,
+                      row_number() over (partition by operation_id order by seq) as n
+               from test_status_ledger) entries
+         where status = 'queued' and n > 1",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }

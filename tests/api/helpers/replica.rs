@@ -52,6 +52,14 @@ impl ReplicaSpec {
 
     /// Starts a replica named `name` (for its log) and waits until `/readyz` is 200.
     pub async fn start(&self, name: &str) -> Replica {
+        let mut replica = self.spawn(name);
+        replica.wait_ready(Duration::from_secs(30)).await;
+        replica
+    }
+
+    /// Starts a replica without waiting for it (one without an API has no
+    /// `/readyz` to wait for).
+    pub fn spawn(&self, name: &str) -> Replica {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -85,7 +93,7 @@ impl ReplicaSpec {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let mut replica = Replica {
+        Replica {
             name: name.to_owned(),
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::builder()
@@ -95,9 +103,7 @@ impl ReplicaSpec {
             child,
             log_path,
             _dir: dir,
-        };
-        replica.wait_ready(Duration::from_secs(30)).await;
-        replica
+        }
     }
 }
 
@@ -147,6 +153,11 @@ impl Replica {
             .await
             .ok()?;
         Some(response.status().as_u16())
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// The process id.

@@ -22,7 +22,8 @@ async fn an_import_of_a_killed_replica_is_finished_by_another() {
     let spec = rig.spec(&[]).workers(1).lease(LEASE);
     let mut takeovers = Vec::new();
     for round in 1..=3 {
-        let tag = format!("v{round}");
+        // A repository of its own, so that its blobs are fetched (not found present).
+        let target = format!("round{round}/app:v1");
         // A alone claims the import, whose blob GET then waits at the gate.
         rig.gate.close();
         let mut a = spec.start(&format!("a{round}")).await;
@@ -30,7 +31,7 @@ async fn an_import_of_a_killed_replica_is_finished_by_another() {
             rig.create_target(&a, &rig.target.host).await;
         }
         let arrived = rig.gate.arrived();
-        let id = rig.submit(&a, &rig.import_body(&tag)).await;
+        let id = rig.submit(&a, &rig.import_body(&target)).await;
         rig.gate
             .wait_arrived(arrived + 1, Duration::from_secs(20))
             .await;
@@ -63,7 +64,7 @@ async fn an_import_of_a_killed_replica_is_finished_by_another() {
         assert!(done.finished && done.lease_owner.is_none(), "{done:?}");
         let (status, body) = rig.poll(&b, id).await;
         assert_eq!((status, body["status"].as_str()), (200, Some("Succeeded")));
-        rig.assert_copied(&tag).await;
+        rig.assert_copied(&target).await;
 
         let history = ledger::history(&rig.pool, id).await;
         let statuses: Vec<&str> = history.iter().map(|e| e.status.as_str()).collect();
@@ -99,7 +100,7 @@ async fn a_rerun_after_a_crash_accepts_the_tag_its_first_attempt_wrote() {
     rig.create_target(&a, &target.host).await;
     target.close();
     // NoForce, as clients send by default.
-    let id = rig.submit(&a, &rig.import_body("v1")).await;
+    let id = rig.submit(&a, &rig.import_body("app:v1")).await;
     target.wait_arrived(1, Duration::from_secs(20)).await;
     skopeo::assert_manifest(&rig.target, "app:v1", &rig.image.manifest).await;
 
@@ -119,5 +120,5 @@ async fn a_rerun_after_a_crash_accepts_the_tag_its_first_attempt_wrote() {
     assert_eq!(done.attempts, 2, "{done:?}");
     let (status, body) = rig.poll(&b, id).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("Succeeded")));
-    rig.assert_copied("v1").await;
+    rig.assert_copied("app:v1").await;
 }

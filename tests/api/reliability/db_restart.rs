@@ -23,7 +23,7 @@ async fn imports_survive_a_postgres_restart() {
     let mut ids = Vec::new();
     for i in 0..IMPORTS {
         ids.push(
-            rig.submit(&replica, &rig.import_body(&format!("v{i}")))
+            rig.submit(&replica, &rig.import_body(&format!("app:v{i}")))
                 .await,
         );
     }
@@ -64,7 +64,7 @@ async fn imports_survive_a_postgres_restart() {
     }
     let recovered = up.elapsed();
     for i in 0..IMPORTS {
-        rig.assert_copied(&format!("v{i}")).await;
+        rig.assert_copied(&format!("app:v{i}")).await;
     }
     assert!(
         ledger::not_terminal_once(&rig.pool).await.is_empty(),

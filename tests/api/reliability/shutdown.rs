@@ -23,7 +23,7 @@ async fn sigterm_releases_a_running_import_to_another_replica() {
     let mut a = spec.start("a").await;
     rig.create_target(&a, &rig.target.host).await;
     rig.gate.close();
-    let id = rig.submit(&a, &rig.import_body("v1")).await;
+    let id = rig.submit(&a, &rig.import_body("app:v1")).await;
     rig.gate.wait_arrived(1, Duration::from_secs(20)).await;
     let held = rig.row(id).await;
     assert_eq!((held.status.as_str(), held.attempts), ("running", 1));
@@ -61,7 +61,7 @@ async fn sigterm_releases_a_running_import_to_another_replica() {
     );
     let (status, body) = rig.poll(&b, id).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("Succeeded")));
-    rig.assert_copied("v1").await;
+    rig.assert_copied("app:v1").await;
 
     let history = ledger::history(&rig.pool, id).await;
     let statuses: Vec<&str> = history.iter().map(|e| e.status.as_str()).collect();
