@@ -7,6 +7,7 @@
 //! that each operation reached exactly one terminal state.
 
 mod cancel;
+mod concurrency;
 mod crash;
 mod db_restart;
 mod idempotency;

@@ -13,7 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{Rig, until};
-use crate::helpers::{cluster, fault::FaultProxy, ledger};
+use crate::helpers::{cluster, fault::FaultProxy, images, ledger};
 
 const OPERATIONS: usize = 2_000;
 const WORKERS: usize = 4;
@@ -30,6 +30,10 @@ async fn two_thousand_imports_across_replicas_with_a_restart() {
         .workers(WORKERS)
         .lease("2s")
         .env("RUST_LOG", "warn");
+    // The blobs are on the target already: the imports race on the queue, not on
+    // concurrent uploads of one new blob (that race has its own test, `concurrency`).
+    let seeded = rig.client.registry(&rig.target.host, None);
+    images::push(&seeded, "app", &rig.image, None).await;
     let (a, b) = tokio::join!(spec.start("a"), spec.start("b"));
     rig.create_target(&b, &target.host).await;
     let finished = || async {
