@@ -25,6 +25,7 @@ mod helpers;
 mod imports;
 mod lifecycle;
 mod registries;
+mod reliability;
 mod sdk;
 mod tls;
 mod tokens;

@@ -3,11 +3,15 @@
 //! endpoint.
 
 pub mod access;
+pub mod cluster;
 pub mod fault;
+pub mod gate;
 pub mod idp;
 pub mod images;
 pub mod images_kinds;
+pub mod ledger;
 pub mod registry;
+pub mod replica;
 pub mod skopeo;
 pub mod token_server;
 
