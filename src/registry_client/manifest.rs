@@ -17,6 +17,10 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 /// The media types ferry asks for and copies.
 pub const ACCEPTED: [&str; 4] = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST];
 
+/// Error codes a manifest PUT may get while a referenced blob is still being
+/// committed by a concurrent upload.
+const BLOB_RACE_CODES: [&str; 3] = ["DIGEST_INVALID", "BLOB_UNKNOWN", "MANIFEST_BLOB_UNKNOWN"];
+
 /// Manifests larger than this are refused (the distribution spec's suggested limit).
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 
@@ -296,21 +300,32 @@ impl Registry {
         manifest: &Manifest,
     ) -> Result<(), RegistryError> {
         let url = self.url(repository, &format!("manifests/{reference}"));
-        let response = self
-            .send(&Scope::push(repository), || {
-                self.http
-                    .put(&url)
-                    .header(header::CONTENT_TYPE, &manifest.media_type)
-                    .body(manifest.bytes.clone())
-            })
-            .await?;
-        expect(
-            response,
-            &[StatusCode::CREATED, StatusCode::OK, StatusCode::ACCEPTED],
-            || format!("manifest {repository}:{reference}"),
-        )
-        .await
-        .map(drop)
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let response = self
+                .send(&Scope::push(repository), || {
+                    self.http
+                        .put(&url)
+                        .header(header::CONTENT_TYPE, &manifest.media_type)
+                        .body(manifest.bytes.clone())
+                })
+                .await?;
+            let result = expect(
+                response,
+                &[StatusCode::CREATED, StatusCode::OK, StatusCode::ACCEPTED],
+                || format!("manifest {repository}:{reference}"),
+            )
+            .await;
+            // While another import is still committing the same blob, distribution
+            // can briefly judge it invalid or unknown: that passes.
+            let racing = matches!(&result, Err(RegistryError::Status { status: 400, code })
+                if BLOB_RACE_CODES.iter().any(|c| code.contains(c)));
+            match self.settings.retry.delay(attempt, None) {
+                Some(delay) if racing => tokio::time::sleep(delay).await,
+                _ => return result.map(drop),
+            }
+        }
     }
 }
 
