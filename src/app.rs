@@ -64,6 +64,7 @@ impl RunningApp {
         let settings = WorkerSettings {
             blob_concurrency: config.blob_concurrency,
             retention: config.operation_retention,
+            cluster_host_concurrency: config.cluster_host_concurrency,
             ..WorkerSettings::with_lease(config.lease)
         };
         let worker = Worker::new(pool.clone(), client, sealer, settings);

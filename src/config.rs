@@ -73,6 +73,10 @@ pub struct ServeConfig {
     /// Blob transfers at once to or from one registry host, across this process's imports.
     #[arg(long, env = "FERRY_HOST_CONCURRENCY", default_value_t = 16)]
     pub host_concurrency: usize,
+    /// Blob transfers at once to or from one registry host across all replicas on this
+    /// database (slots in Postgres); 0 turns the cluster-wide cap off.
+    #[arg(long, env = "FERRY_CLUSTER_HOST_CONCURRENCY", default_value_t = 32)]
+    pub cluster_host_concurrency: usize,
     /// How long a claimed operation stays leased without a heartbeat (heartbeats
     /// come every third of it); a crashed worker's import resumes elsewhere after it.
     #[arg(long, env = "FERRY_LEASE", default_value = "30s", value_parser = parse_duration)]

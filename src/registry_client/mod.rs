@@ -182,6 +182,13 @@ impl Registry {
         }
     }
 
+    /// The registry's `host[:port]`.
+    pub fn host(&self) -> &str {
+        self.base
+            .split_once("://")
+            .map_or(&self.base, |(_, host)| host)
+    }
+
     /// Whether both handles reach the same registry (so blobs can be mounted).
     pub fn same_registry(&self, other: &Registry) -> bool {
         self.base == other.base

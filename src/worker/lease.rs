@@ -236,3 +236,71 @@ pub async fn login_server(pool: &PgPool, registry: Uuid) -> sqlx::Result<Option<
     .fetch_optional(pool)
     .await
 }
+
+/// Takes a free transfer slot of `host` (one of `limit`), or one whose holder let
+/// it expire; `None` when all are taken.
+pub async fn take_host_slot(
+    pool: &PgPool,
+    host: &str,
+    limit: i32,
+    holder: Uuid,
+    ttl: Duration,
+) -> sqlx::Result<Option<i32>> {
+    sqlx::query_scalar!(
+        r#"insert into host_slots (host, slot, holder, expires_at)
+           select $1, s.slot, $2, now() + make_interval(secs => $4)
+           from generate_series(0, $3 - 1) as s(slot)
+           where not exists (select 1 from host_slots h
+                             where h.host = $1 and h.slot = s.slot and h.expires_at > now())
+           order by s.slot limit 1
+           on conflict (host, slot) do update
+               set holder = excluded.holder, expires_at = excluded.expires_at
+               where host_slots.expires_at <= now()
+           returning slot"#,
+        host,
+        holder,
+        limit,
+        seconds(ttl)
+    )
+    .fetch_optional(pool)
+    .await
+}
+
+/// Keeps a held slot from expiring.
+pub async fn renew_host_slot(
+    pool: &PgPool,
+    host: &str,
+    slot: i32,
+    holder: Uuid,
+    ttl: Duration,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"update host_slots set expires_at = now() + make_interval(secs => $4)
+           where host = $1 and slot = $2 and holder = $3"#,
+        host,
+        slot,
+        holder,
+        seconds(ttl)
+    )
+    .execute(pool)
+    .await
+    .map(drop)
+}
+
+/// Frees a held slot.
+pub async fn free_host_slot(
+    pool: &PgPool,
+    host: &str,
+    slot: i32,
+    holder: Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "delete from host_slots where host = $1 and slot = $2 and holder = $3",
+        host,
+        slot,
+        holder
+    )
+    .execute(pool)
+    .await
+    .map(drop)
+}

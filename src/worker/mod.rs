@@ -5,6 +5,7 @@
 pub mod copy;
 pub mod lease;
 pub mod pool;
+pub mod slots;
 
 use std::{
     collections::HashMap,
@@ -30,6 +31,7 @@ use crate::{
 };
 use copy::{CopyError, CopyJob};
 use lease::{Beat, Claimed, Outcome};
+use slots::HostSlots;
 
 /// Tunables of the queue and the copy.
 #[derive(Debug, Clone)]
@@ -39,6 +41,8 @@ pub struct WorkerSettings {
     pub blob_concurrency: usize,
     /// How long finished operations are kept before pruning.
     pub retention: Duration,
+    /// Blob transfers per registry host across all replicas (0: no cluster cap).
+    pub cluster_host_concurrency: usize,
 }
 
 impl WorkerSettings {
@@ -59,6 +63,7 @@ impl Default for WorkerSettings {
             heartbeat: Duration::from_secs(10),
             blob_concurrency: 6,
             retention: Duration::from_secs(7 * 86_400),
+            cluster_host_concurrency: 32,
         }
     }
 }
@@ -76,6 +81,7 @@ pub struct Worker {
     settings: WorkerSettings,
     owner: Uuid,
     in_flight: InFlight,
+    slots: HostSlots,
 }
 
 impl Worker {
@@ -86,6 +92,7 @@ impl Worker {
         sealer: Arc<Sealer>,
         settings: WorkerSettings,
     ) -> Self {
+        let slots = HostSlots::new(pool.clone(), settings.cluster_host_concurrency);
         Self {
             pool,
             client,
@@ -93,6 +100,7 @@ impl Worker {
             settings,
             owner: Uuid::new_v4(),
             in_flight: InFlight::default(),
+            slots,
         }
     }
 
@@ -302,6 +310,7 @@ impl Worker {
             concurrency: self.settings.blob_concurrency,
             progress,
             rerun: job.ran_before,
+            slots: &self.slots,
         };
         job.run().await
     }

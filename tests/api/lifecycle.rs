@@ -172,3 +172,56 @@ async fn shutdown_hands_running_imports_back_to_the_queue() {
         "the interrupted attempt is not counted"
     );
 }
+
+#[tokio::test]
+async fn the_per_host_transfer_cap_holds_across_replicas() {
+    let delay = Duration::from_millis(300);
+    let (app, proxy) = slow_source(delay).await;
+    for (repo, arch) in [("one", "amd64"), ("two", "arm64")] {
+        let image = images::image(arch, 3, 5_000);
+        images::push(&app.source_registry(), repo, &image, Some("v1")).await;
+    }
+    // Two worker replicas on the same database, allowed one transfer per host in all.
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::helpers::serve_config(
+            dir.path(),
+            vec![proxy.host.clone(), app.target.host.clone()],
+            2,
+        );
+        config.cluster_host_concurrency = 1;
+        replicas.push((
+            RunningApp::start(&config, app.pool.clone()).await.unwrap(),
+            dir,
+        ));
+    }
+    let imports: Vec<String> = futures_util::future::join_all(["one", "two"].map(|repo| {
+        app.start_import(
+            json!({ "source": { "registryUri": proxy.host, "sourceImage": format!("{repo}:v1") } }),
+        )
+    }))
+    .await;
+    for location in &imports {
+        let (status, answer) = app.wait(location).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    let mut arrivals: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .filter(|s| s.method == "GET" && s.path.contains("/blobs/sha256:"))
+        .map(|s| s.at)
+        .collect();
+    arrivals.sort();
+    assert_eq!(arrivals.len(), 8, "4 blobs per image");
+    // One transfer at a time: each blob read starts after the previous one ended.
+    let gaps: Vec<Duration> = arrivals.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter()
+            .all(|gap| *gap >= delay - Duration::from_millis(50)),
+        "overlapping transfers: {gaps:?}"
+    );
+    for (replica, _dir) in replicas {
+        replica.shutdown(Duration::from_secs(1)).await;
+    }
+}

@@ -20,6 +20,8 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use std::future::Future;
 
 pub use error::CopyError;
+
+use super::slots::{HostSlots, Slot};
 use graph::Graph;
 
 use crate::{
@@ -64,6 +66,8 @@ pub struct CopyJob<'a> {
     /// An earlier run of this operation was interrupted: a NoForce tag that already
     /// points at exactly this image is that run's work, not a conflict.
     pub rerun: bool,
+    /// The cluster-wide cap on transfers per registry host.
+    pub slots: &'a HostSlots,
 }
 
 impl CopyJob<'_> {
@@ -251,6 +255,19 @@ impl CopyJob<'_> {
         Ok(found)
     }
 
+    /// Slots of the cluster-wide cap for both ends of a transfer, taken in one order
+    /// (by host) so that two transfers cannot each hold what the other waits for.
+    async fn cluster_slots(&self) -> Vec<Slot> {
+        let mut hosts = vec![self.source.host(), self.target.host()];
+        hosts.sort_unstable();
+        hosts.dedup();
+        let mut held = Vec::with_capacity(hosts.len());
+        for host in hosts {
+            held.extend(self.slots.acquire(host).await);
+        }
+        held
+    }
+
     async fn copy_blob(&self, repository: &Repository, blob: &BlobRef) -> Result<(), CopyError> {
         let present = self
             .target
@@ -264,6 +281,7 @@ impl CopyJob<'_> {
             None
         } else {
             let _slots = Registry::transfer_slots(&self.source, &self.target).await;
+            let _cluster_slots = self.cluster_slots().await;
             let meter: Meter = {
                 let (counted, progress) = (counted.clone(), self.progress.clone());
                 Arc::new(move |read| {

@@ -98,6 +98,7 @@ pub fn serve_config(
         insecure_registries: insecure,
         blob_concurrency: 6,
         host_concurrency: 16,
+        cluster_host_concurrency: 32,
         lease: Duration::from_secs(30),
         shutdown_grace: Duration::from_secs(5),
         operation_retention: Duration::from_secs(7 * 86_400),
