@@ -10,7 +10,7 @@ use super::{
     BlobRef, Registry, RegistryError, Scope, Side,
     download::{Download, Meter},
     exists, expect,
-    upload::Started,
+    upload::{SessionGuard, Started},
 };
 use crate::operations::reference::{Digest, Repository};
 
@@ -78,35 +78,42 @@ impl Registry {
             attempt += 1;
             let mount = (self.same_registry(source) && source_repository != repository)
                 .then_some((digest, source_repository));
-            let (started, download) = if mount.is_some() {
+            // The guard exists as soon as the session does, so a copy dropped while
+            // the source read is still opening (a canceled import) deletes it too.
+            let open = async {
+                let guarded = match self.start_upload(repository, mount).await? {
+                    Started::Mounted => None,
+                    Started::Session(session) => {
+                        let guard = SessionGuard::new(self, repository, &session.url);
+                        Some((session, guard))
+                    }
+                };
+                Ok::<_, RegistryError>(guarded)
+            };
+            let (opened, download) = if mount.is_some() {
                 // Only read the source if the registry cannot mount the blob.
-                let started = self.start_upload(repository, mount).await;
-                if matches!(started, Ok(Started::Mounted)) {
+                let opened = open.await;
+                if matches!(opened, Ok(None)) {
                     return Ok(Placed::Mounted);
                 }
                 (
-                    started,
+                    opened,
                     Download::open(source, source_repository, blob, meter.clone()).await,
                 )
             } else {
                 // Opening the session and the read at once saves a round trip per blob.
                 tokio::join!(
-                    self.start_upload(repository, None),
+                    open,
                     Download::open(source, source_repository, blob, meter.clone())
                 )
             };
-            let session = match started.map_err(Side::Target)? {
-                Started::Mounted => return Ok(Placed::Mounted),
-                Started::Session(session) => session,
+            let Some((session, guard)) = opened.map_err(Side::Target)? else {
+                return Ok(Placed::Mounted);
             };
             let download = match download {
                 Ok(download) => download,
-                Err(error) => {
-                    self.cancel_upload(repository, &session.url).await;
-                    return Err(Side::Source(error));
-                }
+                Err(error) => return Err(Side::Source(error)),
             };
-            let url = session.url.clone();
             let result = if chunked || session.chunk_min.is_some() {
                 let chunk = self.settings.chunk_size;
                 self.upload_chunked(repository, session, digest, download, chunk)
@@ -116,7 +123,10 @@ impl Registry {
                     .await
             };
             let error = match result {
-                Ok(()) => return Ok(Placed::Copied),
+                Ok(()) => {
+                    guard.completed();
+                    return Ok(Placed::Copied);
+                }
                 Err(Side::Target(RegistryError::TooLarge(_))) if !chunked => {
                     tracing::debug!(%digest, "monolithic upload refused; uploading in chunks");
                     chunked = true;
@@ -125,7 +135,7 @@ impl Registry {
                 Err(Side::Target(error)) if error.is_transient() => error,
                 Err(other) => return Err(other),
             };
-            self.cancel_upload(repository, &url).await;
+            drop(guard);
             match self.settings.retry.delay(attempt, None) {
                 Some(delay) => {
                     tracing::debug!(%digest, %error, "blob upload failed; starting it again");

@@ -25,6 +25,41 @@ pub(super) struct Session {
     pub chunk_min: Option<u64>,
 }
 
+/// An open session that is deleted at the registry unless its upload completed:
+/// after a failure, and also when the copy is dropped (a canceled import).
+pub(super) struct SessionGuard {
+    registry: Registry,
+    repository: Repository,
+    url: Option<Url>,
+}
+
+impl SessionGuard {
+    pub(super) fn new(registry: &Registry, repository: &Repository, url: &Url) -> Self {
+        Self {
+            registry: registry.clone(),
+            repository: repository.clone(),
+            url: Some(url.clone()),
+        }
+    }
+
+    /// The upload completed: the session is gone already.
+    pub(super) fn completed(mut self) {
+        self.url = None;
+    }
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let Some(url) = self.url.take() else {
+            return;
+        };
+        let (registry, repository) = (self.registry.clone(), self.repository.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { registry.cancel_upload(&repository, &url).await });
+        }
+    }
+}
+
 /// What opening an upload gave.
 pub(super) enum Started {
     /// The blob was mounted from another repository: nothing to upload.
@@ -149,7 +184,6 @@ impl Registry {
         }
         let response = result.map_err(Side::Target)?;
         if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            self.cancel_upload(repository, &session.url).await;
             return Err(Side::Target(RegistryError::TooLarge(
                 "the registry refused a monolithic upload".into(),
             )));

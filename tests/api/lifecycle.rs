@@ -225,3 +225,55 @@ async fn the_per_host_transfer_cap_holds_across_replicas() {
         replica.shutdown(Duration::from_secs(1)).await;
     }
 }
+
+#[tokio::test]
+async fn a_canceled_import_deletes_its_open_upload_sessions() {
+    let (source, target) = tokio::join!(TestRegistry::start(), TestRegistry::start());
+    let slow = FaultProxy::start(&source.host).await;
+    slow.inject(Class::BlobGet, Fault::Latency(Duration::from_secs(30)));
+    let watched = FaultProxy::start(&target.host).await;
+    let app = spawn_app_with(0, source, target, &[&slow.host, &watched.host]).await;
+    let response = app.put_registry("watched1", &watched.host).await;
+    assert_eq!(response.status(), 201);
+    let image = images::image("amd64", 1, 10_000);
+    images::push(&app.source_registry(), "app", &image, Some("v1")).await;
+    let response = app.import("watched1", body(&slow.host)).await;
+    assert_eq!(response.status(), 202);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let worker = app.app.worker.clone();
+    let run = tokio::spawn(async move { worker.run_once().await.unwrap() });
+    wait_until_running(&app, &location).await;
+    // Wait until the upload sessions are open (they open alongside the held reads).
+    for _ in 0..200 {
+        if watched.requests().iter().any(|s| s.method == "POST") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(cancel(&app, &location).await.0, 202);
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the canceled import kept running")
+        .unwrap();
+    let opened = watched
+        .requests()
+        .iter()
+        .filter(|s| s.method == "POST" && s.path.contains("/blobs/uploads/"))
+        .count();
+    assert!(opened > 0, "no upload session was opened");
+    for _ in 0..200 {
+        let deleted = watched
+            .requests()
+            .iter()
+            .filter(|s| s.method == "DELETE" && s.path.contains("/blobs/uploads/"))
+            .count();
+        if deleted == opened {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "open upload sessions were not deleted: {:#?}",
+        watched.requests()
+    );
+}
