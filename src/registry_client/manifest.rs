@@ -241,19 +241,27 @@ impl Registry {
         Ok(manifest)
     }
 
+    /// HEAD on a manifest by tag or digest.
+    async fn head_manifest(
+        &self,
+        repository: &Repository,
+        reference: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let url = self.url(repository, &format!("manifests/{reference}"));
+        let accept = ACCEPTED.join(", ");
+        self.send(&Scope::pull(repository), || {
+            self.http.head(&url).header(header::ACCEPT, &accept)
+        })
+        .await
+    }
+
     /// Whether a manifest exists under a tag or digest.
     pub async fn manifest_exists(
         &self,
         repository: &Repository,
         reference: &str,
     ) -> Result<bool, RegistryError> {
-        let url = self.url(repository, &format!("manifests/{reference}"));
-        let accept = ACCEPTED.join(", ");
-        let response = self
-            .send(&Scope::pull(repository), || {
-                self.http.head(&url).header(header::ACCEPT, &accept)
-            })
-            .await?;
+        let response = self.head_manifest(repository, reference).await?;
         exists(response, || format!("manifest {repository}:{reference}")).await
     }
 
@@ -263,13 +271,7 @@ impl Registry {
         repository: &Repository,
         reference: &str,
     ) -> Result<Option<Digest>, RegistryError> {
-        let url = self.url(repository, &format!("manifests/{reference}"));
-        let accept = ACCEPTED.join(", ");
-        let response = self
-            .send(&Scope::pull(repository), || {
-                self.http.head(&url).header(header::ACCEPT, &accept)
-            })
-            .await?;
+        let response = self.head_manifest(repository, reference).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }

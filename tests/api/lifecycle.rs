@@ -93,17 +93,10 @@ async fn slow_source(delay: Duration) -> (TestApp, FaultProxy) {
 }
 
 async fn status_of(app: &TestApp, location: &str) -> (String, i32) {
-    let id = location
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap();
     sqlx::query_as::<_, (String, i32)>(
-        "select status::text, attempts from operations where id = $1::uuid",
+        "select status::text, attempts from operations where id = $1",
     )
-    .bind(id)
+    .bind(crate::helpers::operation_id(location))
     .fetch_one(&app.pool)
     .await
     .unwrap()

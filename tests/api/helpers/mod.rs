@@ -145,6 +145,12 @@ pub async fn spawn_app_with(
     }
 }
 
+/// The operation id at the end of a poll URL.
+pub fn operation_id(location: &str) -> Uuid {
+    let tail = location.rsplit('/').next().unwrap();
+    Uuid::parse_str(tail.split('?').next().unwrap()).unwrap()
+}
+
 /// A token for `tenant` with `roles`, valid for an hour.
 pub fn mint(tenant: Uuid, roles: &[String]) -> String {
     ferry::auth::mint_token(
@@ -270,15 +276,8 @@ impl TestApp {
 
     /// How many times workers claimed the operation behind a poll URL.
     pub async fn attempts(&self, location: &str) -> i32 {
-        let id = location
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .split('?')
-            .next()
-            .unwrap();
         sqlx::query_scalar("select attempts from operations where id = $1")
-            .bind(Uuid::parse_str(id).unwrap())
+            .bind(operation_id(location))
             .fetch_one(&self.pool)
             .await
             .unwrap()
