@@ -26,6 +26,9 @@ pub struct HostSlots {
 #[derive(Debug)]
 pub struct Slot {
     renew: tokio::task::JoinHandle<()>,
+    // Dropped after `renew` is aborted; frees the row whether or not the renewal
+    // task ever ran.
+    _free: FreeOnDrop,
 }
 
 impl Drop for Slot {
@@ -64,14 +67,13 @@ impl HostSlots {
             }
         };
         let (pool, host) = (self.pool.clone(), host.to_owned());
+        let free = FreeOnDrop {
+            pool: pool.clone(),
+            host: host.clone(),
+            slot,
+            holder,
+        };
         let renew = tokio::spawn(async move {
-            // Freed by the guard below even when this task is aborted.
-            let _free = FreeOnDrop {
-                pool: pool.clone(),
-                host: host.clone(),
-                slot,
-                holder,
-            };
             loop {
                 tokio::time::sleep(TTL / 3).await;
                 if let Err(error) = lease::renew_host_slot(&pool, &host, slot, holder, TTL).await {
@@ -79,11 +81,12 @@ impl HostSlots {
                 }
             }
         });
-        Some(Slot { renew })
+        Some(Slot { renew, _free: free })
     }
 }
 
-/// Frees a slot when its renewal task ends.
+/// Frees a slot row when dropped.
+#[derive(Debug)]
 struct FreeOnDrop {
     pool: PgPool,
     host: String,
@@ -99,7 +102,10 @@ impl Drop for FreeOnDrop {
             self.slot,
             self.holder,
         );
-        tokio::spawn(async move {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
             if let Err(error) = lease::free_host_slot(&pool, &host, slot, holder).await {
                 tracing::debug!(%error, "could not free a host slot; it will expire");
             }

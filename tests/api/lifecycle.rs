@@ -270,3 +270,15 @@ async fn a_canceled_import_deletes_its_open_upload_sessions() {
         watched.requests()
     );
 }
+
+#[tokio::test]
+async fn host_slots_are_freed_as_soon_as_a_transfer_ends() {
+    let slots = ferry::worker::slots::HostSlots::new(crate::helpers::fresh_database().await, 1);
+    for _ in 0..5 {
+        // A slot dropped at once (a tiny blob) must not wait out its expiry.
+        let held = tokio::time::timeout(Duration::from_secs(5), slots.acquire("r.example"))
+            .await
+            .expect("the previous slot was not freed");
+        assert!(held.is_some());
+    }
+}
