@@ -26,8 +26,8 @@ pub use crate::app::AppState;
 use crate::auth;
 use error::ApiError;
 
-/// The largest request body ferry reads.
-const MAX_BODY: usize = 1024 * 1024;
+/// The largest request body ferry reads: ARM bodies are small JSON documents.
+pub const MAX_BODY: usize = 64 * 1024;
 
 /// All routes with their layers, before path normalisation.
 pub fn router(state: AppState) -> Router {

@@ -15,7 +15,7 @@ pub const MAX_TARGETS: usize = 50;
 /// The importImage body as it arrives; every field optional so that validation,
 /// not serde, names what is missing.
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImportImageBody {
     pub source: Option<SourceBody>,
     pub target_tags: Option<Vec<String>>,
@@ -29,7 +29,7 @@ pub struct ImportImageBody {
 
 /// `source` of the importImage body.
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SourceBody {
     pub source_image: Option<String>,
     pub registry_uri: Option<String>,
@@ -39,6 +39,7 @@ pub struct SourceBody {
 
 /// `source.credentials`: a username and password, or a password alone (a token).
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CredentialsBody {
     pub username: Option<String>,
     pub password: Option<SecretString>,

@@ -164,3 +164,37 @@ async fn acr_import_policies_are_enforced_at_submission() {
     );
     assert_eq!(app.operation_count().await, 0);
 }
+
+#[tokio::test]
+async fn unknown_fields_and_oversized_bodies_are_refused_and_nothing_is_queued() {
+    let app = spawn_app(0).await;
+    app.create_target().await;
+    let host = app.source.host.clone();
+    let cases = [
+        json!({ "source": { "registryUri": host, "sourceImage": "a:b" }, "targetTag": ["typo"] }),
+        json!({ "source": { "registryUri": host, "sourceImage": "a:b", "registry": "x" } }),
+        json!({ "source": { "registryUri": host, "sourceImage": "a:b",
+                            "credentials": { "username": "u", "password": "p", "token": "t" } } }),
+    ];
+    for body in cases {
+        let response = app.import("target1", body.clone()).await;
+        assert_eq!(response.status(), 400, "{body}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["error"]["code"], "InvalidRequestContent", "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("unknown field"),
+            "{answer}"
+        );
+    }
+    // Just over the limit: 413, before any JSON is parsed.
+    let padding = "x".repeat(ferry::api::MAX_BODY);
+    let body = json!({ "source": { "registryUri": host, "sourceImage": "a:b" }, "mode": padding });
+    let response = app.import("target1", body).await;
+    assert_eq!(response.status(), 413);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "PayloadTooLarge");
+    assert_eq!(app.operation_count().await, 0);
+}
