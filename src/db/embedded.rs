@@ -27,7 +27,7 @@ pub struct Cluster {
 
 /// The directory holding `initdb` and `pg_ctl`: PATH first, then the newest
 /// Debian-style install.
-fn find_binaries() -> anyhow::Result<PathBuf> {
+pub fn find_binaries() -> anyhow::Result<PathBuf> {
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())

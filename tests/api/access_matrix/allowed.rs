@@ -12,6 +12,20 @@ use crate::{
 };
 
 impl World {
+    /// Puts the victim assignment back under its own id.
+    async fn restore_victim(&self) -> Result<(), String> {
+        let (status, body) = self
+            .app
+            .put_assignment(
+                &self.admin,
+                &self.path(VICTIM_SCOPE),
+                &self.victim.to_string(),
+                assignment_body(&self.reader_definition, "victim"),
+            )
+            .await;
+        ensure(status == 201, || format!("restore victim: {status} {body}"))
+    }
+
     /// Checks an allowed request did its job, and puts the world back.
     pub(super) async fn allowed(
         &self,
@@ -80,16 +94,7 @@ impl World {
                         self.app.assign(&self.path(at), role, &caller.id).await;
                     }
                 }
-                let (status, body) = self
-                    .app
-                    .put_assignment(
-                        &self.admin,
-                        &self.path(VICTIM_SCOPE),
-                        &self.victim.to_string(),
-                        assignment_body(&self.reader_definition, "victim"),
-                    )
-                    .await;
-                return ensure(status == 201, || format!("restore victim: {status} {body}"));
+                return self.restore_victim().await;
             }
             Route::ListInGroup => {
                 expect(status == 200)?;
@@ -159,16 +164,7 @@ impl World {
             }
             Route::DeleteAssignment => {
                 expect(status == 200 && answer["name"] == self.victim.to_string())?;
-                let (status, body) = self
-                    .app
-                    .put_assignment(
-                        &self.admin,
-                        &self.path(VICTIM_SCOPE),
-                        &self.victim.to_string(),
-                        assignment_body(&self.reader_definition, "victim"),
-                    )
-                    .await;
-                ensure(status == 201, || format!("restore: {status} {body}"))?;
+                self.restore_victim().await?;
             }
             Route::RoleDefinitions => {
                 expect(status == 200 && answer["value"].as_array().is_some_and(|v| v.len() == 4))?

@@ -74,7 +74,8 @@ impl PgCluster {
             .port();
         let cluster = Self {
             port,
-            bin: binaries(),
+            bin: ferry::db::embedded::find_binaries()
+                .expect("PostgreSQL server binaries (apt-get install postgresql)"),
             data,
             _dir: dir,
         };
@@ -175,22 +176,4 @@ impl Drop for PgCluster {
 
 fn running_as_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// The newest Debian-style PostgreSQL install (as .ci/postgres picks it).
-fn binaries() -> PathBuf {
-    let mut installed: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL server binaries (apt-get install postgresql)")
-        .flatten()
-        .filter_map(|entry| {
-            let version = entry.file_name().to_str()?.parse().ok()?;
-            let bin = entry.path().join("bin");
-            bin.join("initdb").is_file().then_some((version, bin))
-        })
-        .collect();
-    installed.sort();
-    installed
-        .pop()
-        .expect("no /usr/lib/postgresql/*/bin/initdb")
-        .1
 }

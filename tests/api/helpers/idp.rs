@@ -19,7 +19,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use ferry::{app::RunningApp, config::ServeConfig, registry_client::RegistryClient};
+use ferry::config::ServeConfig;
 use jsonwebtoken::{
     Algorithm, EncodingKey, Header,
     jwk::{Jwk, PublicKeyUse},
@@ -27,7 +27,7 @@ use jsonwebtoken::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{TestApp, TestRegistry, fresh_database, serve_config};
+use super::{TestApp, TestRegistry};
 
 /// A key pair the IdP signs with.
 pub struct SigningKey {
@@ -269,27 +269,5 @@ pub async fn spawn_app_configured(
     token: impl FnOnce(Uuid) -> String,
 ) -> TestApp {
     let (source, target) = tokio::join!(TestRegistry::start(), TestRegistry::start());
-    let pool = fresh_database().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = serve_config(
-        dir.path(),
-        vec![source.host.clone(), target.host.clone()],
-        0,
-    );
-    configure(&mut config);
-    let app = RunningApp::start(&config, pool.clone()).await.unwrap();
-    let tenant = Uuid::new_v4();
-    TestApp {
-        base: format!("http://{}", app.addr),
-        http: reqwest::Client::new(),
-        pool,
-        tenant,
-        subscription: Uuid::new_v4(),
-        token: token(tenant),
-        source,
-        target,
-        app,
-        client: RegistryClient::new(&config.insecure_registries).unwrap(),
-        _dir: dir,
-    }
+    super::start_app(0, source, target, &[], configure, token).await
 }

@@ -121,14 +121,35 @@ pub async fn spawn_app_with(
     target: TestRegistry,
     extra_insecure: &[&str],
 ) -> TestApp {
+    start_app(
+        workers,
+        source,
+        target,
+        extra_insecure,
+        |_| {},
+        mint_all_roles,
+    )
+    .await
+}
+
+/// Starts ferry in front of the registries with `configure` applied to the test
+/// config; `token` makes the app's default token for its tenant.
+pub async fn start_app(
+    workers: usize,
+    source: TestRegistry,
+    target: TestRegistry,
+    extra_insecure: &[&str],
+    configure: impl FnOnce(&mut ServeConfig),
+    token: impl FnOnce(Uuid) -> String,
+) -> TestApp {
     let pool = fresh_database().await;
     let dir = tempfile::tempdir().unwrap();
     let mut insecure = vec![source.host.clone(), target.host.clone()];
     insecure.extend(extra_insecure.iter().map(|h| h.to_string()));
-    let config = serve_config(dir.path(), insecure, workers);
+    let mut config = serve_config(dir.path(), insecure, workers);
+    configure(&mut config);
     let app = RunningApp::start(&config, pool.clone()).await.unwrap();
     let tenant = Uuid::new_v4();
-    let token = mint_all_roles(tenant);
     let client = RegistryClient::new(&config.insecure_registries).unwrap();
     TestApp {
         base: format!("http://{}", app.addr),
@@ -136,7 +157,7 @@ pub async fn spawn_app_with(
         pool,
         tenant,
         subscription: Uuid::new_v4(),
-        token,
+        token: token(tenant),
         source,
         target,
         app,
