@@ -635,6 +635,7 @@ class Ferry:
                     "FERRY_JWT_SECRET": self.secret,
                     "FERRY_ENCRYPTION_KEY": os.urandom(32).hex(),
                     "FERRY_INSECURE_REGISTRIES": ",".join(insecure),
+                    "FERRY_ALLOWED_PRIVATE_HOSTS": "127.0.0.1",
                     "RUST_LOG": os.environ.get("RUST_LOG", "info"),
                     **extra_env}
         for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):

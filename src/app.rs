@@ -14,6 +14,7 @@ use crate::{
     config::ServeConfig,
     crypto::Sealer,
     db::Database,
+    egress::SystemLookup,
     registry_client::{ClientSettings, RegistryClient},
     worker::{Worker, WorkerSettings, pool::WorkerPool},
 };
@@ -59,6 +60,12 @@ impl RunningApp {
         let client = RegistryClient::with_settings(ClientSettings {
             insecure: config.insecure_registries.clone(),
             host_concurrency: config.host_concurrency,
+            egress: Arc::new(config.egress.policy()?),
+            lookup: config
+                .egress
+                .lookup
+                .clone()
+                .unwrap_or_else(|| Arc::new(SystemLookup)),
             ..ClientSettings::default()
         })?;
         let settings = WorkerSettings {
@@ -144,8 +151,9 @@ async fn bind(config: &ServeConfig, state: AppState) -> anyhow::Result<Server> {
 /// `ferry serve`: open the database, run until a signal, shut down cleanly.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let connections = u32::try_from(config.workers * 2 + 10).unwrap_or(50);
-    // A bad key-source configuration fails before any database is started.
+    // A bad key-source or egress configuration fails before any database is started.
     TokenVerifier::from_config(&config.auth)?;
+    config.egress.policy()?;
     let database = Database::open(&config.database, connections).await?;
     let running = match RunningApp::start(&config, database.pool.clone()).await {
         Ok(running) => running,

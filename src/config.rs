@@ -8,6 +8,10 @@ use secrecy::SecretString;
 
 use crate::auth::Role;
 
+mod egress;
+
+pub use egress::EgressConfig;
+
 /// ferry imports container images between OCI registries through an ARM-compatible API.
 #[derive(Debug, Parser)]
 #[command(name = "ferry", version, about)]
@@ -57,6 +61,8 @@ pub struct ServeConfig {
     pub public_url: Option<url::Url>,
     #[command(flatten)]
     pub auth: AuthConfig,
+    #[command(flatten)]
+    pub egress: EgressConfig,
     /// 64 hex characters: the AES-256-GCM key for stored credentials; unset, a key is
     /// generated once into the data directory.
     #[arg(long, env = "FERRY_ENCRYPTION_KEY", hide_env_values = true)]

@@ -15,6 +15,8 @@ pub mod config;
 pub mod crypto;
 /// Database connection, migrations and the embedded cluster.
 pub mod db;
+/// The SSRF guard: which hosts and addresses outbound requests may reach.
+pub mod egress;
 /// Import operations: ids, status, specs, and the API-side SQL.
 pub mod operations;
 /// Registry resources and their SQL.

@@ -56,13 +56,17 @@ pub enum FailureCode {
     SourceRegistryError,
     TargetRegistryError,
     RegistryNotFound,
+    /// The SSRF guard or the source allow-list refused the source registry.
+    SourceNotAllowed,
+    /// The SSRF guard refused the target registry's address.
+    TargetNotAllowed,
     OperationCanceled,
     ImportFailed,
 }
 
 impl FailureCode {
     /// Every failure code, for the openapi.yaml consistency test.
-    pub const ALL: [FailureCode; 11] = [
+    pub const ALL: [FailureCode; 13] = [
         Self::ImageNotFound,
         Self::TagAlreadyExists,
         Self::UnsupportedMediaType,
@@ -72,6 +76,8 @@ impl FailureCode {
         Self::SourceRegistryError,
         Self::TargetRegistryError,
         Self::RegistryNotFound,
+        Self::SourceNotAllowed,
+        Self::TargetNotAllowed,
         Self::OperationCanceled,
         Self::ImportFailed,
     ];
@@ -88,6 +94,8 @@ impl FailureCode {
             Self::SourceRegistryError => "SourceRegistryError",
             Self::TargetRegistryError => "TargetRegistryError",
             Self::RegistryNotFound => "RegistryNotFound",
+            Self::SourceNotAllowed => "SourceNotAllowed",
+            Self::TargetNotAllowed => "TargetNotAllowed",
             Self::OperationCanceled => "OperationCanceled",
             Self::ImportFailed => "ImportFailed",
         }

@@ -1,6 +1,8 @@
 //! Errors from talking to a registry, classified by what the caller should do about
 //! them (give up, retry, report a missing image) rather than by HTTP detail.
 
+use crate::egress::Refused;
+
 /// What went wrong in one registry call.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RegistryError {
@@ -22,6 +24,9 @@ pub enum RegistryError {
     Transport(String),
     #[error("invalid registry response: {0}")]
     Protocol(String),
+    /// The SSRF guard refused a host, an address, a redirect or a token realm.
+    #[error("{0}")]
+    NotAllowed(String),
 }
 
 impl RegistryError {
@@ -50,7 +55,12 @@ impl RegistryError {
 }
 
 impl From<reqwest::Error> for RegistryError {
+    /// A guard refusal anywhere in the chain wins; a request ferry could not build
+    /// or a redirect it would not follow is not worth retrying; the rest is transport.
     fn from(error: reqwest::Error) -> Self {
+        if let Some(refused) = Refused::found_in(&error) {
+            return Self::NotAllowed(refused.to_string());
+        }
         // Never echo URLs: pre-signed blob URLs carry secrets in their query.
         let error = error.without_url();
         let mut text = error.to_string();
@@ -59,7 +69,11 @@ impl From<reqwest::Error> for RegistryError {
             text = format!("{text}: {cause}");
             source = cause.source();
         }
-        Self::Transport(text)
+        if error.is_builder() || error.is_redirect() {
+            Self::Protocol(text)
+        } else {
+            Self::Transport(text)
+        }
     }
 }
 

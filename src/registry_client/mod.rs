@@ -29,7 +29,10 @@ pub use error::{RegistryError, Side};
 pub use manifest::{BlobRef, ChildRef, Contents, Manifest};
 pub use retry::RetryPolicy;
 
-use crate::operations::{reference::Repository, spec::Credentials};
+use crate::{
+    egress::{self, EgressPolicy, GuardedResolver, Lookup, SystemLookup},
+    operations::{reference::Repository, spec::Credentials},
+};
 use auth::{Authenticator, Scope};
 
 /// How the client behaves towards every registry.
@@ -44,6 +47,10 @@ pub struct ClientSettings {
     /// Upload every blob in chunks, even where a monolithic PUT would do.
     pub always_chunk: bool,
     pub retry: RetryPolicy,
+    /// Where requests may go (the SSRF guard).
+    pub egress: Arc<EgressPolicy>,
+    /// How names are resolved (the system resolver unless a test replaces it).
+    pub lookup: Arc<dyn Lookup>,
 }
 
 impl Default for ClientSettings {
@@ -54,6 +61,8 @@ impl Default for ClientSettings {
             chunk_size: 16 * 1024 * 1024,
             always_chunk: false,
             retry: RetryPolicy::default(),
+            egress: Arc::default(),
+            lookup: Arc::new(SystemLookup),
         }
     }
 }
@@ -82,6 +91,12 @@ impl RegistryClient {
 
     /// A client with explicit settings.
     pub fn with_settings(settings: ClientSettings) -> anyhow::Result<Self> {
+        let resolver = Arc::new(GuardedResolver::new(
+            settings.egress.clone(),
+            settings.lookup.clone(),
+        ));
+        // Every connection goes through the guarded resolver, and environment
+        // proxies are ignored: a proxy would connect wherever the guard refused.
         let builder = || {
             reqwest::Client::builder()
                 .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
@@ -90,9 +105,10 @@ impl RegistryClient {
                 .pool_idle_timeout(Duration::from_secs(60))
                 .tcp_nodelay(true)
                 .no_proxy()
+                .dns_resolver(resolver.clone())
         };
         let http = builder()
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(egress::redirect_policy(settings.egress.clone()))
             .build()?;
         // Token requests carry credentials: never let a redirect take them elsewhere.
         let tokens = builder()
@@ -114,6 +130,11 @@ impl RegistryClient {
         })
     }
 
+    /// The egress policy requests of this client obey.
+    pub fn egress(&self) -> &EgressPolicy {
+        &self.settings.egress
+    }
+
     /// A handle on one registry (`host[:port]`), with optional credentials.
     pub fn registry(&self, host: &str, credentials: Option<Credentials>) -> Registry {
         let scheme = if self.insecure.contains(host) {
@@ -128,14 +149,25 @@ impl RegistryClient {
             .entry(host.to_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(self.settings.host_concurrency.max(1))))
             .clone();
+        let base = format!("{scheme}://{host}");
         Registry {
             http: self.http.clone(),
-            base: Arc::from(format!("{scheme}://{host}")),
             auth: self.auths.lock().expect("auth cache lock").get_or_insert(
                 host,
                 credentials,
-                || (self.tokens.clone(), self.settings.retry.clone()),
+                |credentials| {
+                    Authenticator::new(
+                        self.tokens.clone(),
+                        credentials,
+                        self.settings.retry.clone(),
+                        auth::Origin {
+                            base: base.clone(),
+                            egress: self.settings.egress.clone(),
+                        },
+                    )
+                },
             ),
+            base: Arc::from(base),
             slots,
             settings: self.settings.clone(),
             limits: Arc::default(),
@@ -214,6 +246,20 @@ impl Registry {
         permits
     }
 
+    /// Sends one request after the guard has checked its URL (an IP literal never
+    /// reaches the resolver, and upload `Location`s are the registry's choice).
+    async fn execute(&self, request: reqwest::RequestBuilder) -> Result<Response, RegistryError> {
+        let request = request.build()?;
+        self.settings
+            .egress
+            .check_url(request.url())
+            .map_err(|refused| RegistryError::NotAllowed(refused.to_string()))?;
+        self.http
+            .execute(request)
+            .await
+            .map_err(RegistryError::from)
+    }
+
     /// Sends a request that can be built again, answering auth challenges and
     /// retrying throttling, server errors and broken connections.
     async fn send(
@@ -227,7 +273,7 @@ impl Registry {
         loop {
             attempt += 1;
             let (request, sent) = self.auth.apply(build(), scope).await?;
-            let (retry_after, failure) = match request.send().await {
+            let (retry_after, failure) = match self.execute(request).await {
                 Ok(response) if response.status() == StatusCode::UNAUTHORIZED && challenges < 2 => {
                     challenges += 1;
                     if self
@@ -255,15 +301,15 @@ impl Registry {
                         None => return Ok(response),
                     }
                 }
-                Err(error) if retry::retryable_error(&error) => (None, error),
-                Err(error) => return Err(error.into()),
+                Err(error) if error.is_transient() => (None, error),
+                Err(error) => return Err(error),
             };
             match self.settings.retry.delay(attempt, retry_after) {
                 Some(delay) => {
-                    tracing::debug!(error = %failure.without_url(), ?delay, "registry unreachable; retrying");
+                    tracing::debug!(error = %failure, ?delay, "registry unreachable; retrying");
                     tokio::time::sleep(delay).await;
                 }
-                None => return Err(failure.into()),
+                None => return Err(failure),
             }
         }
     }
@@ -278,7 +324,7 @@ impl Registry {
     ) -> Result<Response, RegistryError> {
         let scope = &self.scope_for(scope);
         let (request, sent) = self.auth.apply(request, scope).await?;
-        let response = request.send().await?;
+        let response = self.execute(request).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             self.limits.observe(&response);
             return Ok(response);

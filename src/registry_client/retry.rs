@@ -60,11 +60,6 @@ pub fn retryable_status(status: StatusCode) -> bool {
         || status.is_server_error()
 }
 
-/// Whether a transport error is worth another try (anything but a bad request).
-pub fn retryable_error(error: &reqwest::Error) -> bool {
-    !error.is_builder() && !error.is_redirect()
-}
-
 /// `Retry-After` as seconds or an HTTP date.
 pub fn retry_after(response: &Response) -> Option<Duration> {
     let value = response.headers().get(header::RETRY_AFTER)?.to_str().ok()?;

@@ -263,6 +263,14 @@ impl Worker {
         let spec = &job.spec;
         let (source, source_repository) = match &spec.source_registry {
             SourceRegistry::Uri { host } => {
+                if !self.client.egress().source_listed(host) {
+                    return Err(CopyError::permanent(
+                        FailureCode::SourceNotAllowed,
+                        format!(
+                            "The source registry {host} is not on this service's source allow-list."
+                        ),
+                    ));
+                }
                 let credentials = match lease::operation_secret(&self.pool, job.id)
                     .await
                     .map_err(|e| internal(e.into()))?

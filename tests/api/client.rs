@@ -11,15 +11,15 @@ use ferry::{
 use crate::helpers::{
     TestRegistry,
     fault::{Class, Fault, FaultProxy},
-    images,
+    images, test_client_settings,
 };
 
 fn client(insecure: &[&str], always_chunk: bool) -> RegistryClient {
+    let insecure: Vec<String> = insecure.iter().map(|h| (*h).to_owned()).collect();
     RegistryClient::with_settings(ClientSettings {
-        insecure: insecure.iter().map(|h| (*h).to_owned()).collect(),
         chunk_size: 1024 * 1024,
         always_chunk,
-        ..ClientSettings::default()
+        ..test_client_settings(&insecure)
     })
     .unwrap()
 }

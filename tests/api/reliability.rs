@@ -32,7 +32,7 @@ use crate::helpers::{
     images::{self, TestImage},
     ledger, mint_all_roles,
     replica::{Replica, ReplicaSpec},
-    skopeo,
+    skopeo, test_client,
 };
 
 /// The `location` of the registry resources a rig creates.
@@ -92,7 +92,7 @@ impl Rig {
         ledger::install(&pool).await;
         let (source, target) = tokio::join!(TestRegistry::start(), TestRegistry::start());
         let gate = GateProxy::start(&source.host).await;
-        let client = RegistryClient::new(&[source.host.clone(), target.host.clone()]).unwrap();
+        let client = test_client(&[source.host.clone(), target.host.clone()]);
         let image = images::image("amd64", 1, 64 * 1024);
         images::push(
             &client.registry(&source.host, None),

@@ -12,7 +12,7 @@ use secrecy::ExposeSecret;
 use sha2::{Digest as _, Sha256};
 
 use super::Authenticator;
-use crate::{operations::spec::Credentials, registry_client::retry::RetryPolicy};
+use crate::operations::spec::Credentials;
 
 /// How long an unused authenticator stays in the cache.
 const IDLE_EVICTION: Duration = Duration::from_secs(600);
@@ -30,7 +30,7 @@ impl AuthCache {
         &mut self,
         host: &str,
         credentials: Option<Credentials>,
-        make: impl FnOnce() -> (reqwest::Client, RetryPolicy),
+        make: impl FnOnce(Option<Credentials>) -> Authenticator,
     ) -> Arc<Authenticator> {
         let now = Instant::now();
         self.entries
@@ -42,10 +42,10 @@ impl AuthCache {
             hasher.update(credentials.password.expose_secret().as_bytes());
         }
         let key = (host.to_owned(), hasher.finalize().into());
-        let (auth, used) = self.entries.entry(key).or_insert_with(|| {
-            let (http, retry) = make();
-            (Arc::new(Authenticator::new(http, credentials, retry)), now)
-        });
+        let (auth, used) = self
+            .entries
+            .entry(key)
+            .or_insert_with(|| (Arc::new(make(credentials)), now));
         *used = now;
         auth.clone()
     }
@@ -56,6 +56,7 @@ mod tests {
     use secrecy::SecretString;
 
     use super::*;
+    use crate::registry_client::retry::RetryPolicy;
 
     #[test]
     fn cached_authenticators_are_shared_only_by_equal_credentials() {
@@ -66,7 +67,17 @@ mod tests {
                 password: SecretString::from(password.to_owned()),
             })
         };
-        let make = || (reqwest::Client::new(), RetryPolicy::default());
+        let make = |credentials| {
+            Authenticator::new(
+                reqwest::Client::new(),
+                credentials,
+                RetryPolicy::default(),
+                super::super::Origin {
+                    base: "https://r.example".into(),
+                    egress: Arc::default(),
+                },
+            )
+        };
         let a = cache.get_or_insert("r.example", login("one"), make);
         let again = cache.get_or_insert("r.example", login("one"), make);
         assert!(Arc::ptr_eq(&a, &again));

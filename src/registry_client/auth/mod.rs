@@ -15,7 +15,7 @@ mod token;
 
 use std::{
     collections::HashMap,
-    sync::LazyLock,
+    sync::{Arc, LazyLock},
     time::{Duration, Instant},
 };
 
@@ -28,7 +28,7 @@ pub(super) use cache::AuthCache;
 pub(super) use scope::Scope;
 
 use super::{RegistryError, retry::RetryPolicy};
-use crate::operations::spec::Credentials;
+use crate::{egress::EgressPolicy, operations::spec::Credentials};
 
 static PARAM: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"(\w+)=(?:"([^"]*)"|([^,\s]*))"#).expect("challenge regex"));
@@ -38,6 +38,18 @@ static PARAM: LazyLock<Regex> =
 struct Realm {
     url: String,
     service: Option<String>,
+    /// Whether the realm may see the registry's credentials (see
+    /// [`EgressPolicy::realm_may_receive_credentials`]); otherwise it is asked for
+    /// an anonymous token.
+    trusted: bool,
+}
+
+/// The registry an authenticator works for, and the guard its realms must pass.
+#[derive(Debug, Clone)]
+pub(in crate::registry_client) struct Origin {
+    /// `scheme://host[:port]` of the registry.
+    pub(in crate::registry_client) base: String,
+    pub(in crate::registry_client) egress: Arc<EgressPolicy>,
 }
 
 #[derive(Debug)]
@@ -61,6 +73,7 @@ pub(super) struct Authenticator {
     http: reqwest::Client,
     credentials: Option<Credentials>,
     retry: RetryPolicy,
+    origin: Origin,
     state: Mutex<State>,
 }
 
@@ -77,11 +90,13 @@ impl Authenticator {
         http: reqwest::Client,
         credentials: Option<Credentials>,
         retry: RetryPolicy,
+        origin: Origin,
     ) -> Self {
         Self {
             http,
             credentials,
             retry,
+            origin,
             state: Mutex::new(State::default()),
         }
     }
@@ -146,12 +161,8 @@ impl Authenticator {
         }
         let url = params
             .get("realm")
-            .filter(|r| r.starts_with("https://") || r.starts_with("http://"))
             .ok_or_else(|| RegistryError::Protocol("Bearer challenge without a realm".into()))?;
-        state.realm = Some(Realm {
-            url: url.clone(),
-            service: params.get("service").cloned(),
-        });
+        state.realm = Some(self.realm(url, params.get("service").cloned())?);
         // The token we sent was refused: it expired early or was revoked.
         if let Some(sent) = &sent.token {
             state
@@ -161,6 +172,40 @@ impl Authenticator {
         let realm = state.realm.clone().expect("just set");
         let token = self.token(&mut state, &realm, scope).await?;
         Ok(sent.token.as_deref() != Some(token.as_str()))
+    }
+
+    /// A challenge's realm, if the guard lets ferry ask it for tokens: http(s), never
+    /// plain http for an https registry, and on an address ferry may reach (the
+    /// resolver checks names when the token request connects).
+    fn realm(&self, url: &str, service: Option<String>) -> Result<Realm, RegistryError> {
+        let refused = |why: String| {
+            RegistryError::NotAllowed(format!("the registry's token realm is refused: {why}"))
+        };
+        let parsed = url::Url::parse(url)
+            .map_err(|_| RegistryError::Protocol("the token realm is not a URL".into()))?;
+        let base = url::Url::parse(&self.origin.base)
+            .map_err(|_| RegistryError::Protocol("bad registry address".into()))?;
+        self.origin
+            .egress
+            .check_redirect(Some(&base), &parsed)
+            .map_err(|e| refused(e.to_string()))?;
+        let registry_host = base.authority().to_owned();
+        let trusted = self
+            .origin
+            .egress
+            .realm_may_receive_credentials(&registry_host, &parsed);
+        if !trusted && self.credentials.is_some() {
+            tracing::warn!(
+                registry = %registry_host,
+                realm = %parsed.host_str().unwrap_or_default(),
+                "the token realm is outside the registry's domain; asking it for an anonymous token"
+            );
+        }
+        Ok(Realm {
+            url: url.to_owned(),
+            service,
+            trusted,
+        })
     }
 
     /// A cached token for `scope`, or a fresh one from the realm.

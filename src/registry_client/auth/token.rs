@@ -27,7 +27,7 @@ impl Authenticator {
         realm: &Realm,
         scope: &Scope,
     ) -> Result<(String, Duration), RegistryError> {
-        let Some(credentials) = &self.credentials else {
+        let Some(credentials) = self.credentials.as_ref().filter(|_| realm.trusted) else {
             return self.fetch_with(realm, scope, None).await;
         };
         let identity_token = match credentials.username.as_deref() {

@@ -48,10 +48,23 @@ impl From<Side> for CopyError {
                 FailureCode::UnsupportedMediaType
             }
             (RegistryError::DigestMismatch { .. }, _) => FailureCode::DigestMismatch,
+            (RegistryError::NotAllowed(_), FailureCode::SourceRegistryError) => {
+                FailureCode::SourceNotAllowed
+            }
+            (RegistryError::NotAllowed(_), _) => FailureCode::TargetNotAllowed,
             _ => code,
         };
         let message = match &error {
             RegistryError::NotFound { what } => format!("The {name} registry has no {what}."),
+            RegistryError::NotAllowed(why) => {
+                // The detail (which host, redirect or realm) is for the operator: the
+                // caller learns nothing about how names resolve inside the network.
+                tracing::warn!(side = name, reason = %why, "the egress guard refused a connection");
+                format!(
+                    "The {name} registry is not allowed: ferry reaches only public addresses \
+                     and the internal hosts its operator allows."
+                )
+            }
             other => format!("The {name} registry failed: {other}."),
         };
         Self {

@@ -68,6 +68,16 @@ pub enum Fault {
     IgnoreRange,
     /// Each request of the class waits this long before it is forwarded.
     Latency(Duration),
+    /// Every request of the class is answered with this status and header, without
+    /// reaching the registry (a redirect's `Location`, a 401's `WWW-Authenticate`).
+    Respond {
+        status: u16,
+        header: header::HeaderName,
+        value: String,
+    },
+    /// Every request of the class is redirected (307) to the same path and query
+    /// under this base URL, as registries send blob reads to a CDN.
+    Redirect(String),
 }
 
 impl Fault {
@@ -167,6 +177,8 @@ struct Plan {
     corrupt: bool,
     ignore_range: bool,
     latency: Duration,
+    respond: Option<(u16, header::HeaderName, String)>,
+    redirect: Option<String>,
 }
 
 impl Inner {
@@ -192,6 +204,12 @@ impl Inner {
                 Fault::Corrupt => plan.corrupt = true,
                 Fault::IgnoreRange => plan.ignore_range = true,
                 Fault::Latency(by) => plan.latency += *by,
+                Fault::Respond {
+                    status,
+                    header,
+                    value,
+                } => plan.respond = Some((*status, header.clone(), value.clone())),
+                Fault::Redirect(base) => plan.redirect = Some(base.clone()),
             }
         }
         plan
@@ -252,6 +270,21 @@ async fn forward(State(inner): State<Arc<Inner>>, request: Request) -> Response 
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        return response;
+    }
+
+    let respond = plan.respond.or_else(|| {
+        plan.redirect
+            .map(|base| (307, header::LOCATION, format!("{base}{path}")))
+    });
+    if let Some((status, name, value)) = respond {
+        seen.status = status;
+        seen.fault = Some("respond");
+        inner.record(seen);
+        let mut response = StatusCode::from_u16(status).unwrap().into_response();
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_str(&value).unwrap());
         return response;
     }
 

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use ferry::{
     app::RunningApp,
-    config::{AuthConfig, DatabaseConfig, LogFormat, ServeConfig},
-    registry_client::{Registry, RegistryClient},
+    config::{AuthConfig, DatabaseConfig, EgressConfig, LogFormat, ServeConfig},
+    registry_client::{ClientSettings, Registry, RegistryClient},
 };
 use reqwest::{Method, Response};
 use secrecy::SecretString;
@@ -74,6 +74,29 @@ pub async fn fresh_database() -> PgPool {
     pool
 }
 
+/// The internal address tests let ferry reach: every test registry listens on
+/// 127.0.0.1, while 127.0.0.2 and 127.0.0.3 (also loopback) stand for refused
+/// internal hosts.
+pub const ALLOWED_PRIVATE: &str = "127.0.0.1";
+
+/// A registry client for test set-up that may reach the test registries.
+pub fn test_client(insecure: &[String]) -> RegistryClient {
+    RegistryClient::with_settings(test_client_settings(insecure)).expect("test registry client")
+}
+
+/// Client settings allowing [`ALLOWED_PRIVATE`], with `insecure` over plain HTTP.
+pub fn test_client_settings(insecure: &[String]) -> ClientSettings {
+    ClientSettings {
+        insecure: insecure.to_vec(),
+        egress: std::sync::Arc::new(
+            ferry::egress::EgressPolicy::default()
+                .allowing(&[ALLOWED_PRIVATE])
+                .expect("loopback exception"),
+        ),
+        ..ClientSettings::default()
+    }
+}
+
 /// The configuration tests run ferry with: port 0, a fixed key, no TLS.
 pub fn serve_config(
     data_dir: &std::path::Path,
@@ -92,6 +115,10 @@ pub fn serve_config(
         auth: AuthConfig {
             jwt_secret: Some(SecretString::from(SECRET)),
             ..AuthConfig::default()
+        },
+        egress: EgressConfig {
+            allowed_private_hosts: vec![ALLOWED_PRIVATE.into()],
+            ..EgressConfig::default()
         },
         encryption_key: Some(SecretString::from("11".repeat(32))),
         workers,
@@ -150,7 +177,7 @@ pub async fn start_app(
     configure(&mut config);
     let app = RunningApp::start(&config, pool.clone()).await.unwrap();
     let tenant = Uuid::new_v4();
-    let client = RegistryClient::new(&config.insecure_registries).unwrap();
+    let client = test_client(&config.insecure_registries);
     TestApp {
         base: format!("http://{}", app.addr),
         http: reqwest::Client::new(),

@@ -30,7 +30,13 @@ impl ReplicaSpec {
     pub fn new(database_url: &str, insecure: &[&str]) -> Self {
         Self {
             database_url: database_url.to_owned(),
-            env: vec![("FERRY_INSECURE_REGISTRIES".into(), insecure.join(","))],
+            env: vec![
+                ("FERRY_INSECURE_REGISTRIES".into(), insecure.join(",")),
+                (
+                    "FERRY_ALLOWED_PRIVATE_HOSTS".into(),
+                    super::ALLOWED_PRIVATE.into(),
+                ),
+            ],
         }
     }
 
