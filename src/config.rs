@@ -8,6 +8,9 @@ use secrecy::SecretString;
 
 use crate::auth::Role;
 
+mod limits;
+pub use limits::{LimitsConfig, parse_size};
+
 /// ferry imports container images between OCI registries through an ARM-compatible API.
 #[derive(Debug, Parser)]
 #[command(name = "ferry", version, about)]
@@ -94,6 +97,8 @@ pub struct ServeConfig {
     /// Log format: text or json.
     #[arg(long, env = "FERRY_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub limits: LimitsConfig,
 }
 
 /// How bearer tokens are checked: where the verification keys come from, which

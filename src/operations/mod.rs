@@ -2,6 +2,7 @@
 //! request spec it carries, and the only SQL the API path runs on it (`store`).
 
 pub mod platform;
+pub mod quota;
 pub mod reference;
 pub mod spec;
 pub mod store;
@@ -58,11 +59,13 @@ pub enum FailureCode {
     RegistryNotFound,
     OperationCanceled,
     ImportFailed,
+    /// The image has more blobs or bytes than one import may copy.
+    ImportTooLarge,
 }
 
 impl FailureCode {
     /// Every failure code, for the openapi.yaml consistency test.
-    pub const ALL: [FailureCode; 11] = [
+    pub const ALL: [FailureCode; 12] = [
         Self::ImageNotFound,
         Self::TagAlreadyExists,
         Self::UnsupportedMediaType,
@@ -74,6 +77,7 @@ impl FailureCode {
         Self::RegistryNotFound,
         Self::OperationCanceled,
         Self::ImportFailed,
+        Self::ImportTooLarge,
     ];
 
     /// The stable code string.
@@ -90,6 +94,7 @@ impl FailureCode {
             Self::RegistryNotFound => "RegistryNotFound",
             Self::OperationCanceled => "OperationCanceled",
             Self::ImportFailed => "ImportFailed",
+            Self::ImportTooLarge => "ImportTooLarge",
         }
     }
 

@@ -32,6 +32,17 @@ pub use retry::RetryPolicy;
 use crate::operations::{reference::Repository, spec::Credentials};
 use auth::{Authenticator, Scope};
 
+/// Longest wait for a TCP (and TLS) connection to a registry.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest a response may stall: no response head, or no body bytes, for this
+/// long ends the request. It is what bounds blob streams, whose total length has no
+/// sensible bound.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default [`ClientSettings::request_timeout`]: a small request (manifest GET/PUT,
+/// HEAD, upload session, token) that takes a minute from connect to last byte is a
+/// registry dribbling bytes to hold a worker, not a slow network.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How the client behaves towards every registry.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
@@ -44,6 +55,10 @@ pub struct ClientSettings {
     /// Upload every blob in chunks, even where a monolithic PUT would do.
     pub always_chunk: bool,
     pub retry: RetryPolicy,
+    /// The whole-request bound on every request but blob streams (which have
+    /// [`READ_TIMEOUT`] on stalls); a timed-out request is retried like a broken
+    /// connection.
+    pub request_timeout: Duration,
 }
 
 impl Default for ClientSettings {
@@ -54,6 +69,7 @@ impl Default for ClientSettings {
             chunk_size: 16 * 1024 * 1024,
             always_chunk: false,
             retry: RetryPolicy::default(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -85,8 +101,8 @@ impl RegistryClient {
         let builder = || {
             reqwest::Client::builder()
                 .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(15))
-                .read_timeout(Duration::from_secs(120))
+                .connect_timeout(CONNECT_TIMEOUT)
+                .read_timeout(READ_TIMEOUT)
                 .pool_idle_timeout(Duration::from_secs(60))
                 .tcp_nodelay(true)
                 .no_proxy()
@@ -95,8 +111,10 @@ impl RegistryClient {
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()?;
         // Token requests carry credentials: never let a redirect take them elsewhere.
+        // Their answers are small, so the whole request is bounded.
         let tokens = builder()
             .redirect(reqwest::redirect::Policy::none())
+            .timeout(settings.request_timeout)
             .build()?;
         let insecure = settings
             .insecure
@@ -214,9 +232,29 @@ impl Registry {
         permits
     }
 
-    /// Sends a request that can be built again, answering auth challenges and
-    /// retrying throttling, server errors and broken connections.
+    /// Sends a small request that can be built again, answering auth challenges
+    /// and retrying throttling, server errors, broken connections and timeouts;
+    /// each try is bounded by [`ClientSettings::request_timeout`].
     async fn send(
+        &self,
+        scope: &Scope,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        let timeout = self.settings.request_timeout;
+        self.send_with(scope, || build().timeout(timeout)).await
+    }
+
+    /// [`Self::send`] for a request whose response streams a blob: only
+    /// [`READ_TIMEOUT`] (on stalls) bounds it, since a large blob may take hours.
+    async fn send_stream(
+        &self,
+        scope: &Scope,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        self.send_with(scope, build).await
+    }
+
+    async fn send_with(
         &self,
         scope: &Scope,
         build: impl Fn() -> reqwest::RequestBuilder,

@@ -140,7 +140,10 @@ impl Registry {
 
     /// Abandons a session (best effort: registries expire them anyway).
     pub(super) async fn cancel_upload(&self, repository: &Repository, session: &Url) {
-        let request = self.http.delete(session.clone());
+        let request = self
+            .http
+            .delete(session.clone())
+            .timeout(self.settings.request_timeout);
         if let Err(error) = self.send_once(&Scope::push(repository), request).await {
             tracing::debug!(%error, "could not cancel an upload session");
         }

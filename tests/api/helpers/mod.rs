@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use ferry::{
     app::RunningApp,
-    config::{AuthConfig, DatabaseConfig, LogFormat, ServeConfig},
+    config::{AuthConfig, DatabaseConfig, LimitsConfig, LogFormat, ServeConfig},
     registry_client::{Registry, RegistryClient},
 };
 use reqwest::{Method, Response};
@@ -104,6 +104,7 @@ pub fn serve_config(
         operation_retention: Duration::from_secs(7 * 86_400),
         no_api: false,
         log_format: LogFormat::Text,
+        limits: LimitsConfig::default(),
     }
 }
 
