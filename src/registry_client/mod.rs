@@ -12,6 +12,7 @@ mod ratelimit;
 pub mod referrers;
 pub mod retry;
 mod upload;
+mod watchdog;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -34,10 +35,15 @@ use auth::{Authenticator, Scope};
 
 /// Longest wait for a TCP (and TLS) connection to a registry.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Longest a response may stall: no response head, or no body bytes, for this
-/// long ends the request. It is what bounds blob streams, whose total length has no
-/// sensible bound.
+/// Default [`ClientSettings::read_timeout`]: longest a response may stall (no
+/// response head, or no body bytes, for this long ends the request). It is what
+/// bounds blob downloads, whose total length has no sensible bound.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default [`ClientSettings::upload_stall_timeout`]: longest a streamed upload may
+/// go without sending a byte (the registry's answer after the last byte included).
+/// Longer than [`READ_TIMEOUT`], so a stalled source read is resumed before the
+/// upload it feeds gives up.
+pub const UPLOAD_STALL_TIMEOUT: Duration = Duration::from_secs(180);
 /// Default [`ClientSettings::request_timeout`]: a small request (manifest GET/PUT,
 /// HEAD, upload session, token) that takes a minute from connect to last byte is a
 /// registry dribbling bytes to hold a worker, not a slow network.
@@ -59,6 +65,10 @@ pub struct ClientSettings {
     /// [`READ_TIMEOUT`] on stalls); a timed-out request is retried like a broken
     /// connection.
     pub request_timeout: Duration,
+    /// How long a response may stall (see [`READ_TIMEOUT`]).
+    pub read_timeout: Duration,
+    /// How long a streamed upload may make no progress (see [`UPLOAD_STALL_TIMEOUT`]).
+    pub upload_stall_timeout: Duration,
 }
 
 impl Default for ClientSettings {
@@ -70,6 +80,8 @@ impl Default for ClientSettings {
             always_chunk: false,
             retry: RetryPolicy::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            read_timeout: READ_TIMEOUT,
+            upload_stall_timeout: UPLOAD_STALL_TIMEOUT,
         }
     }
 }
@@ -78,6 +90,7 @@ impl Default for ClientSettings {
 #[derive(Debug, Clone)]
 pub struct RegistryClient {
     http: reqwest::Client,
+    uploads: reqwest::Client,
     tokens: reqwest::Client,
     insecure: Arc<HashSet<String>>,
     hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
@@ -102,17 +115,24 @@ impl RegistryClient {
             reqwest::Client::builder()
                 .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(CONNECT_TIMEOUT)
-                .read_timeout(READ_TIMEOUT)
                 .pool_idle_timeout(Duration::from_secs(60))
                 .tcp_nodelay(true)
                 .no_proxy()
         };
         let http = builder()
+            .read_timeout(settings.read_timeout)
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()?;
+        // Streamed uploads: reqwest's read timeout runs from a request's start to its
+        // response head, so it would cut every upload that takes longer than itself;
+        // a progress watchdog bounds them instead (`upload::send_streamed`).
+        let uploads = builder()
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()?;
         // Token requests carry credentials: never let a redirect take them elsewhere.
         // Their answers are small, so the whole request is bounded.
         let tokens = builder()
+            .read_timeout(settings.read_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(settings.request_timeout)
             .build()?;
@@ -124,6 +144,7 @@ impl RegistryClient {
             .collect();
         Ok(Self {
             http,
+            uploads,
             tokens,
             insecure: Arc::new(insecure),
             hosts: Arc::default(),
@@ -148,6 +169,7 @@ impl RegistryClient {
             .clone();
         Registry {
             http: self.http.clone(),
+            uploads: self.uploads.clone(),
             base: Arc::from(format!("{scheme}://{host}")),
             auth: self.auths.lock().expect("auth cache lock").get_or_insert(
                 host,
@@ -167,6 +189,8 @@ impl RegistryClient {
 #[derive(Debug, Clone)]
 pub struct Registry {
     http: reqwest::Client,
+    /// For streamed upload bodies: no read timeout (see `with_settings`).
+    uploads: reqwest::Client,
     base: Arc<str>,
     auth: Arc<Authenticator>,
     slots: Arc<Semaphore>,
