@@ -109,7 +109,13 @@ async fn import_image(
             message,
             retry_after,
         }) => {
-            tracing::info!(tenant = %caller.tenant.0, principal = %caller.id, "import refused: {message}");
+            tracing::info!(
+                tenant = %caller.tenant.0,
+                principal = %caller.id,
+                reason = %message,
+                retry_after,
+                "import refused: the tenant is over its limits"
+            );
             return Err(ApiError::TooManyRequests {
                 message,
                 retry_after,

@@ -160,7 +160,9 @@ impl Registry {
         repository: &Repository,
         mut url: Url,
         digest: &Digest,
-        (body, len, activity): (reqwest::Body, u64, &Activity),
+        body: reqwest::Body,
+        len: u64,
+        activity: &Activity,
     ) -> Result<Response, RegistryError> {
         url.query_pairs_mut().append_pair("digest", digest.as_str());
         let request = self
@@ -189,7 +191,9 @@ impl Registry {
                 repository,
                 session.url.clone(),
                 digest,
-                (body, size, &activity),
+                body,
+                size,
+                &activity,
             )
             .await;
         if let Some(error) = failure.lock().expect("failure slot").take() {
@@ -287,7 +291,9 @@ impl Registry {
                 repository,
                 url,
                 digest,
-                (reqwest::Body::from(Bytes::new()), 0, &Activity::new()),
+                reqwest::Body::from(Bytes::new()),
+                0,
+                &Activity::new(),
             )
             .await
             .map_err(Side::Target)?;
