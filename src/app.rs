@@ -5,7 +5,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::ServiceExt;
-use axum_server::{Handle, tls_rustls::RustlsConfig};
+use axum_server::{
+    Handle,
+    tls_rustls::{RustlsAcceptor, RustlsConfig},
+};
 use sqlx::PgPool;
 
 use crate::{
@@ -15,6 +18,7 @@ use crate::{
     crypto::Sealer,
     db::Database,
     egress::SystemLookup,
+    operations::quota::TenantLimits,
     registry_client::{ClientSettings, RegistryClient},
     worker::{Worker, WorkerSettings, pool::WorkerPool},
 };
@@ -28,6 +32,8 @@ pub struct AppState {
     pub public_url: Option<url::Url>,
     pub tls: bool,
     pub listen: SocketAddr,
+    /// What one tenant may queue and submit.
+    pub tenant_limits: TenantLimits,
 }
 
 /// A started ferry: server (unless `--no-api`) and workers running.
@@ -56,6 +62,7 @@ impl RunningApp {
             public_url: config.public_url.clone(),
             tls: config.tls_cert.is_some(),
             listen: config.listen,
+            tenant_limits: config.limits.tenant(),
         };
         let client = RegistryClient::with_settings(ClientSettings {
             insecure: config.insecure_registries.clone(),
@@ -66,12 +73,14 @@ impl RunningApp {
                 .lookup
                 .clone()
                 .unwrap_or_else(|| Arc::new(SystemLookup)),
+            request_timeout: config.limits.registry_request_timeout,
             ..ClientSettings::default()
         })?;
         let settings = WorkerSettings {
             blob_concurrency: config.blob_concurrency,
             retention: config.operation_retention,
             cluster_host_concurrency: config.cluster_host_concurrency,
+            import_limits: config.limits.import(),
             ..WorkerSettings::with_lease(config.lease)
         };
         let worker = Worker::new(pool.clone(), client, sealer, settings);
@@ -121,25 +130,24 @@ struct Server {
 }
 
 /// Binds the API on `config.listen`, over TLS when a certificate is configured.
+/// The request head (request line and headers) is bounded on both HTTP versions:
+/// hyper refuses a larger one with 431 before any of ferry's code runs.
 async fn bind(config: &ServeConfig, state: AppState) -> anyhow::Result<Server> {
     let service = api::service(state).into_make_service();
     let handle = Handle::new();
+    let mut server = axum_server::bind(config.listen).handle(handle.clone());
+    let http = server.http_builder();
+    http.http1().max_buf_size(api::MAX_HEADER_BYTES);
+    http.http2()
+        .max_header_list_size(u32::try_from(api::MAX_HEADER_BYTES)?);
     let task = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
             let tls = RustlsConfig::from_pem_file(cert, key)
                 .await
                 .context("loading FERRY_TLS_CERT / FERRY_TLS_KEY")?;
-            tokio::spawn(
-                axum_server::bind_rustls(config.listen, tls)
-                    .handle(handle.clone())
-                    .serve(service),
-            )
+            tokio::spawn(server.acceptor(RustlsAcceptor::new(tls)).serve(service))
         }
-        _ => tokio::spawn(
-            axum_server::bind(config.listen)
-                .handle(handle.clone())
-                .serve(service),
-        ),
+        _ => tokio::spawn(server.serve(service)),
     };
     let Some(addr) = handle.listening().await else {
         let error = task.await.context("server task")?.err();

@@ -9,8 +9,10 @@ use secrecy::SecretString;
 use crate::auth::Role;
 
 mod egress;
+mod limits;
 
 pub use egress::EgressConfig;
+pub use limits::{LimitsConfig, parse_size};
 
 /// ferry imports container images between OCI registries through an ARM-compatible API.
 #[derive(Debug, Parser)]
@@ -100,6 +102,8 @@ pub struct ServeConfig {
     /// Log format: text or json.
     #[arg(long, env = "FERRY_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub limits: LimitsConfig,
 }
 
 /// How bearer tokens are checked: where the verification keys come from, which

@@ -77,6 +77,9 @@ pub enum ApiError {
     },
     #[error("The database is unavailable.")]
     DatabaseUnavailable,
+    /// The tenant is over an admission limit; the only 429 ferry sends.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
     #[error("An internal error occurred. Use the x-ms-request-id header to find it in the logs.")]
     Internal(#[source] Arc<anyhow::Error>),
 }
@@ -108,6 +111,7 @@ impl ApiError {
             Self::RoleDefinitionNotFound(_) => "RoleDefinitionNotFound",
             Self::OperationFailed { code, .. } => code.as_str(),
             Self::DatabaseUnavailable => "DatabaseUnavailable",
+            Self::TooManyRequests { .. } => "TooManyRequests",
             Self::Internal(_) => "InternalServerError",
         }
     }
@@ -130,6 +134,7 @@ impl ApiError {
             | Self::RoleAssignmentExists
             | Self::OperationAlreadyFinished(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
@@ -198,6 +203,11 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static(challenge),
             );
         }
+        if let Self::TooManyRequests { retry_after, .. } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        }
         if let Self::Internal(cause) = self {
             response.extensions_mut().insert(InternalCause(cause));
         }
@@ -229,5 +239,6 @@ pub const ALL_CODES: &[&str] = &[
     "RoleAssignmentNotFound",
     "RoleDefinitionNotFound",
     "DatabaseUnavailable",
+    "TooManyRequests",
     "InternalServerError",
 ];

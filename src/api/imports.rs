@@ -22,6 +22,7 @@ use crate::{
     auth::{Action, Authorized, CanImport},
     operations::{
         OperationId,
+        quota::Limited,
         spec::{ImportImageBody, SourceLocator, SourceRegistry, SpecError},
         store::{self, Enqueued, NewOperation},
     },
@@ -83,6 +84,7 @@ async fn import_image(
         &state.pool,
         NewOperation {
             id,
+            tenant: caller.tenant,
             subscription: key.subscription,
             location: location.clone(),
             registry: target.id,
@@ -91,6 +93,7 @@ async fn import_image(
             created_by: caller.id.clone(),
             idempotency_key,
         },
+        state.tenant_limits,
     )
     .await?;
     let (id, location) = match enqueued {
@@ -101,6 +104,22 @@ async fn import_image(
         Enqueued::Repeat(original, location) => {
             tracing::info!(op.id = %original, principal = %caller.id, "repeated import request");
             (original, location)
+        }
+        Enqueued::Limited(Limited {
+            message,
+            retry_after,
+        }) => {
+            tracing::info!(
+                tenant = %caller.tenant.0,
+                principal = %caller.id,
+                reason = %message,
+                retry_after,
+                "import refused: the tenant is over its limits"
+            );
+            return Err(ApiError::TooManyRequests {
+                message,
+                retry_after,
+            });
         }
     };
     let url = poll_url(&base, key.subscription, &location, id, &version);

@@ -29,6 +29,11 @@ use error::ApiError;
 /// The largest request body ferry reads: ARM bodies are small JSON documents.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// The largest request head (request line and headers) ferry reads; hyper answers
+/// 431 beyond it. Entra access tokens, the largest header clients send, stay under
+/// 16 KiB even with group claims.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 /// All routes with their layers, before path normalisation.
 pub fn router(state: AppState) -> Router {
     let arm = Router::new()

@@ -2,6 +2,7 @@
 //! request spec it carries, and the only SQL the API path runs on it (`store`).
 
 pub mod platform;
+pub mod quota;
 pub mod reference;
 pub mod spec;
 pub mod store;
@@ -62,11 +63,13 @@ pub enum FailureCode {
     TargetNotAllowed,
     OperationCanceled,
     ImportFailed,
+    /// The image has more blobs or bytes than one import may copy.
+    ImportTooLarge,
 }
 
 impl FailureCode {
     /// Every failure code, for the openapi.yaml consistency test.
-    pub const ALL: [FailureCode; 13] = [
+    pub const ALL: [FailureCode; 14] = [
         Self::ImageNotFound,
         Self::TagAlreadyExists,
         Self::UnsupportedMediaType,
@@ -80,6 +83,7 @@ impl FailureCode {
         Self::TargetNotAllowed,
         Self::OperationCanceled,
         Self::ImportFailed,
+        Self::ImportTooLarge,
     ];
 
     /// The stable code string.
@@ -98,6 +102,7 @@ impl FailureCode {
             Self::TargetNotAllowed => "TargetNotAllowed",
             Self::OperationCanceled => "OperationCanceled",
             Self::ImportFailed => "ImportFailed",
+            Self::ImportTooLarge => "ImportTooLarge",
         }
     }
 

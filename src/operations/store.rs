@@ -1,16 +1,24 @@
 //! The only SQL the API path runs on operations: enqueue (one short insert
 //! transaction) and read for polling. The worker's SQL lives in `worker::lease`.
 
+use std::time::Duration;
+
 use sqlx::{PgPool, types::Json};
 use uuid::Uuid;
 
-use super::{FailureCode, OperationId, OperationStatus, OperationView, Progress, spec::ImportSpec};
+use super::{
+    FailureCode, OperationId, OperationStatus, OperationView, Progress,
+    quota::{Limited, TenantLimits},
+    spec::ImportSpec,
+};
 use crate::{auth::TenantId, crypto::Sealed};
 
 /// What the importImage handler enqueues.
 #[derive(Debug)]
 pub struct NewOperation {
     pub id: OperationId,
+    /// The caller's tenant, whose limits the submission counts against.
+    pub tenant: TenantId,
     pub subscription: Uuid,
     pub location: String,
     pub registry: Uuid,
@@ -29,11 +37,18 @@ pub enum Enqueued {
     /// A repeat of an earlier submission (same principal and key within 24 hours):
     /// the original operation and its location.
     Repeat(OperationId, String),
+    /// Refused: the tenant is over one of its limits. Nothing was stored.
+    Limited(Limited),
 }
 
 /// Inserts the operation (and its sealed source credentials) in one transaction;
-/// the insert trigger wakes the workers. A repeated key returns the original.
-pub async fn enqueue(pool: &PgPool, op: NewOperation) -> sqlx::Result<Enqueued> {
+/// the insert trigger wakes the workers. A repeated key returns the original (even
+/// over a limit: it adds nothing); a tenant over `limits` is refused.
+pub async fn enqueue(
+    pool: &PgPool,
+    op: NewOperation,
+    limits: TenantLimits,
+) -> sqlx::Result<Enqueued> {
     let mut tx = pool.begin().await?;
     if let Some(key) = &op.idempotency_key {
         // Serialises concurrent repeats of one key, so only one of them inserts.
@@ -58,6 +73,9 @@ pub async fn enqueue(pool: &PgPool, op: NewOperation) -> sqlx::Result<Enqueued> 
                 original.location,
             ));
         }
+    }
+    if let Some(limited) = over_limit(&mut tx, op.tenant, limits).await? {
+        return Ok(Enqueued::Limited(limited));
     }
     sqlx::query!(
         r#"insert into operations (id, subscription_id, location, registry_id, spec, created_by, idempotency_key)
@@ -85,6 +103,55 @@ pub async fn enqueue(pool: &PgPool, op: NewOperation) -> sqlx::Result<Enqueued> 
     }
     tx.commit().await?;
     Ok(Enqueued::New)
+}
+
+/// Checks the tenant's limits under a per-tenant lock held until the enqueue
+/// commits, so concurrent submissions on any replica count each other's inserts.
+async fn over_limit(
+    tx: &mut sqlx::PgConnection,
+    tenant: TenantId,
+    limits: TenantLimits,
+) -> sqlx::Result<Option<Limited>> {
+    if !limits.any() {
+        return Ok(None);
+    }
+    // The two-key form: a lock space apart from the idempotency locks.
+    sqlx::query!(
+        "select pg_advisory_xact_lock(hashtext('ferry.tenant_limits'), hashtext($1))",
+        tenant.0.to_string()
+    )
+    .execute(&mut *tx)
+    .await?;
+    if limits.max_active > 0 {
+        let active = sqlx::query_scalar!(
+            r#"select count(*) as "count!" from operations
+               where status in ('queued', 'running')
+                 and subscription_id in (select id from subscriptions where tenant_id = $1)"#,
+            tenant.0
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if active >= i64::from(limits.max_active) {
+            return Ok(Some(Limited::active(limits.max_active)));
+        }
+    }
+    if limits.per_minute > 0 {
+        let recent = sqlx::query!(
+            r#"select count(*) as "count!",
+                      extract(epoch from now() - min(created_at))::float8 as "oldest_age"
+               from operations
+               where created_at > now() - interval '1 minute'
+                 and subscription_id in (select id from subscriptions where tenant_id = $1)"#,
+            tenant.0
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if recent.count >= i64::from(limits.per_minute) {
+            let age = Duration::from_secs_f64(recent.oldest_age.unwrap_or(0.0).max(0.0));
+            return Ok(Some(Limited::rate(limits.per_minute, age)));
+        }
+    }
+    Ok(None)
 }
 
 /// What a cancel request did.

@@ -106,7 +106,7 @@ impl Download {
         let offset = self.offset;
         let response = self
             .source
-            .send(&Scope::pull(&self.repository), || {
+            .send_stream(&Scope::pull(&self.repository), || {
                 let request = self.source.http.get(&url);
                 if offset > 0 {
                     request.header(header::RANGE, format!("bytes={offset}-"))

@@ -12,6 +12,7 @@ mod ratelimit;
 pub mod referrers;
 pub mod retry;
 mod upload;
+mod watchdog;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -35,6 +36,22 @@ use crate::{
 };
 use auth::{Authenticator, Scope};
 
+/// Longest wait for a TCP (and TLS) connection to a registry.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default [`ClientSettings::read_timeout`]: longest a response may stall (no
+/// response head, or no body bytes, for this long ends the request). It is what
+/// bounds blob downloads, whose total length has no sensible bound.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// Default [`ClientSettings::upload_stall_timeout`]: longest a streamed upload may
+/// go without sending a byte (the registry's answer after the last byte included).
+/// Longer than [`READ_TIMEOUT`], so a stalled source read is resumed before the
+/// upload it feeds gives up.
+pub const UPLOAD_STALL_TIMEOUT: Duration = Duration::from_secs(180);
+/// Default [`ClientSettings::request_timeout`]: a small request (manifest GET/PUT,
+/// HEAD, upload session, token) that takes a minute from connect to last byte is a
+/// registry dribbling bytes to hold a worker, not a slow network.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How the client behaves towards every registry.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
@@ -51,6 +68,14 @@ pub struct ClientSettings {
     pub egress: Arc<EgressPolicy>,
     /// How names are resolved (the system resolver unless a test replaces it).
     pub lookup: Arc<dyn Lookup>,
+    /// The whole-request bound on every request but blob streams (which have
+    /// [`READ_TIMEOUT`] on stalls); a timed-out request is retried like a broken
+    /// connection.
+    pub request_timeout: Duration,
+    /// How long a response may stall (see [`READ_TIMEOUT`]).
+    pub read_timeout: Duration,
+    /// How long a streamed upload may make no progress (see [`UPLOAD_STALL_TIMEOUT`]).
+    pub upload_stall_timeout: Duration,
 }
 
 impl Default for ClientSettings {
@@ -63,6 +88,9 @@ impl Default for ClientSettings {
             retry: RetryPolicy::default(),
             egress: Arc::default(),
             lookup: Arc::new(SystemLookup),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            read_timeout: READ_TIMEOUT,
+            upload_stall_timeout: UPLOAD_STALL_TIMEOUT,
         }
     }
 }
@@ -71,6 +99,7 @@ impl Default for ClientSettings {
 #[derive(Debug, Clone)]
 pub struct RegistryClient {
     http: reqwest::Client,
+    uploads: reqwest::Client,
     tokens: reqwest::Client,
     insecure: Arc<HashSet<String>>,
     hosts: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
@@ -100,19 +129,28 @@ impl RegistryClient {
         let builder = || {
             reqwest::Client::builder()
                 .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(15))
-                .read_timeout(Duration::from_secs(120))
+                .connect_timeout(CONNECT_TIMEOUT)
                 .pool_idle_timeout(Duration::from_secs(60))
                 .tcp_nodelay(true)
                 .no_proxy()
                 .dns_resolver(resolver.clone())
         };
         let http = builder()
+            .read_timeout(settings.read_timeout)
+            .redirect(egress::redirect_policy(settings.egress.clone()))
+            .build()?;
+        // Streamed uploads: reqwest's read timeout runs from a request's start to its
+        // response head, so it would cut every upload that takes longer than itself;
+        // a progress watchdog bounds them instead (`upload::send_streamed`).
+        let uploads = builder()
             .redirect(egress::redirect_policy(settings.egress.clone()))
             .build()?;
         // Token requests carry credentials: never let a redirect take them elsewhere.
+        // Their answers are small, so the whole request is bounded.
         let tokens = builder()
+            .read_timeout(settings.read_timeout)
             .redirect(reqwest::redirect::Policy::none())
+            .timeout(settings.request_timeout)
             .build()?;
         let insecure = settings
             .insecure
@@ -122,6 +160,7 @@ impl RegistryClient {
             .collect();
         Ok(Self {
             http,
+            uploads,
             tokens,
             insecure: Arc::new(insecure),
             hosts: Arc::default(),
@@ -152,6 +191,7 @@ impl RegistryClient {
         let base = format!("{scheme}://{host}");
         Registry {
             http: self.http.clone(),
+            uploads: self.uploads.clone(),
             auth: self.auths.lock().expect("auth cache lock").get_or_insert(
                 host,
                 credentials,
@@ -181,6 +221,8 @@ impl RegistryClient {
 #[derive(Debug, Clone)]
 pub struct Registry {
     http: reqwest::Client,
+    /// For streamed upload bodies: no read timeout (see `with_settings`).
+    uploads: reqwest::Client,
     base: Arc<str>,
     auth: Arc<Authenticator>,
     slots: Arc<Semaphore>,
@@ -246,23 +288,42 @@ impl Registry {
         permits
     }
 
-    /// Sends one request after the guard has checked its URL (an IP literal never
-    /// reaches the resolver, and upload `Location`s are the registry's choice).
+    /// Sends one request, on the client it was built with, after the guard has
+    /// checked its URL (an IP literal never reaches the resolver, and upload
+    /// `Location`s are the registry's choice).
     async fn execute(&self, request: reqwest::RequestBuilder) -> Result<Response, RegistryError> {
-        let request = request.build()?;
+        let (client, request) = request.build_split();
+        let request = request?;
         self.settings
             .egress
             .check_url(request.url())
             .map_err(|refused| RegistryError::NotAllowed(refused.to_string()))?;
-        self.http
-            .execute(request)
-            .await
-            .map_err(RegistryError::from)
+        client.execute(request).await.map_err(RegistryError::from)
     }
 
-    /// Sends a request that can be built again, answering auth challenges and
-    /// retrying throttling, server errors and broken connections.
+    /// Sends a small request that can be built again, answering auth challenges
+    /// and retrying throttling, server errors, broken connections and timeouts;
+    /// each try is bounded by [`ClientSettings::request_timeout`].
     async fn send(
+        &self,
+        scope: &Scope,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        let timeout = self.settings.request_timeout;
+        self.send_with(scope, || build().timeout(timeout)).await
+    }
+
+    /// [`Self::send`] for a request whose response streams a blob: only
+    /// [`READ_TIMEOUT`] (on stalls) bounds it, since a large blob may take hours.
+    async fn send_stream(
+        &self,
+        scope: &Scope,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        self.send_with(scope, build).await
+    }
+
+    async fn send_with(
         &self,
         scope: &Scope,
         build: impl Fn() -> reqwest::RequestBuilder,

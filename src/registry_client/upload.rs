@@ -11,7 +11,7 @@ use futures_util::stream;
 use reqwest::{Response, StatusCode, Url, header};
 use tokio::sync::Mutex;
 
-use super::{Registry, RegistryError, Scope, Side, download::Download, expect};
+use super::{Registry, RegistryError, Scope, Side, download::Download, expect, watchdog::Activity};
 use crate::operations::reference::{Digest, Repository};
 
 /// Status queries allowed while resuming one chunked upload.
@@ -67,19 +67,24 @@ pub(super) enum Started {
     Session(Session),
 }
 
-/// A request body of exactly `len` bytes pulled from a shared download.
-fn body_of(download: Arc<Mutex<Download>>, len: u64) -> reqwest::Body {
-    let chunks = stream::try_unfold((download, len), |(download, left)| async move {
-        if left == 0 {
-            return Ok(None);
-        }
-        let next = download.lock().await.next_up_to(left).await;
-        match next.map_err(std::io::Error::other)? {
-            Some(chunk) => {
-                let rest = left - chunk.len() as u64;
-                Ok::<_, std::io::Error>(Some((chunk, (download, rest))))
+/// A request body of exactly `len` bytes pulled from a shared download; each chunk
+/// handed out counts as progress on `activity`.
+fn body_of(download: Arc<Mutex<Download>>, len: u64, activity: Activity) -> reqwest::Body {
+    let chunks = stream::try_unfold((download, len), move |(download, left)| {
+        let activity = activity.clone();
+        async move {
+            if left == 0 {
+                return Ok(None);
             }
-            None => Err(std::io::Error::other("the blob ended early")),
+            let next = download.lock().await.next_up_to(left).await;
+            activity.touch();
+            match next.map_err(std::io::Error::other)? {
+                Some(chunk) => {
+                    let rest = left - chunk.len() as u64;
+                    Ok::<_, std::io::Error>(Some((chunk, (download, rest))))
+                }
+                None => Err(std::io::Error::other("the blob ended early")),
+            }
         }
     });
     reqwest::Body::wrap_stream(chunks)
@@ -140,7 +145,10 @@ impl Registry {
 
     /// Abandons a session (best effort: registries expire them anyway).
     pub(super) async fn cancel_upload(&self, repository: &Repository, session: &Url) {
-        let request = self.http.delete(session.clone());
+        let request = self
+            .http
+            .delete(session.clone())
+            .timeout(self.settings.request_timeout);
         if let Err(error) = self.send_once(&Scope::push(repository), request).await {
             tracing::debug!(%error, "could not cancel an upload session");
         }
@@ -154,15 +162,16 @@ impl Registry {
         digest: &Digest,
         body: reqwest::Body,
         len: u64,
+        activity: &Activity,
     ) -> Result<Response, RegistryError> {
         url.query_pairs_mut().append_pair("digest", digest.as_str());
         let request = self
-            .http
+            .uploads
             .put(url)
             .header(header::CONTENT_TYPE, "application/octet-stream")
             .header(header::CONTENT_LENGTH, len)
             .body(body);
-        self.send_once(&Scope::push(repository), request).await
+        self.send_streamed(repository, request, activity).await
     }
 
     /// Streams the whole blob in one PUT.
@@ -175,9 +184,17 @@ impl Registry {
     ) -> Result<(), Side> {
         let failure = download.failure();
         let size = download.size();
-        let body = body_of(Arc::new(Mutex::new(download)), size);
+        let activity = Activity::new();
+        let body = body_of(Arc::new(Mutex::new(download)), size, activity.clone());
         let result = self
-            .commit(repository, session.url.clone(), digest, body, size)
+            .commit(
+                repository,
+                session.url.clone(),
+                digest,
+                body,
+                size,
+                &activity,
+            )
             .await;
         if let Some(error) = failure.lock().expect("failure slot").take() {
             return Err(Side::Source(error));
@@ -216,8 +233,9 @@ impl Registry {
         while offset < size {
             let len = chunk.min(size - offset);
             download.lock().await.seek(offset).map_err(Side::Target)?;
+            let activity = Activity::new();
             let request = self
-                .http
+                .uploads
                 .patch(url.clone())
                 .header(header::CONTENT_TYPE, "application/octet-stream")
                 .header(
@@ -225,8 +243,8 @@ impl Registry {
                     format!("{offset}-{}", offset + len - 1),
                 )
                 .header(header::CONTENT_LENGTH, len)
-                .body(body_of(download.clone(), len));
-            let result = self.send_once(&Scope::push(repository), request).await;
+                .body(body_of(download.clone(), len, activity.clone()));
+            let result = self.send_streamed(repository, request, &activity).await;
             if let Some(error) = failure.lock().expect("failure slot").take() {
                 return Err(Side::Source(error));
             }
@@ -275,6 +293,7 @@ impl Registry {
                 digest,
                 reqwest::Body::from(Bytes::new()),
                 0,
+                &Activity::new(),
             )
             .await
             .map_err(Side::Target)?;

@@ -29,7 +29,7 @@ use crate::{
     registries,
     registry_client::RegistryClient,
 };
-use copy::{CopyError, CopyJob};
+use copy::{CopyError, CopyJob, ImportLimits};
 use lease::{Beat, Claimed, Outcome};
 use slots::HostSlots;
 
@@ -43,6 +43,8 @@ pub struct WorkerSettings {
     pub retention: Duration,
     /// Blob transfers per registry host across all replicas (0: no cluster cap).
     pub cluster_host_concurrency: usize,
+    /// The most blobs and bytes one import may copy.
+    pub import_limits: ImportLimits,
 }
 
 impl WorkerSettings {
@@ -64,6 +66,7 @@ impl Default for WorkerSettings {
             blob_concurrency: 6,
             retention: Duration::from_secs(7 * 86_400),
             cluster_host_concurrency: 32,
+            import_limits: ImportLimits::default(),
         }
     }
 }
@@ -319,6 +322,7 @@ impl Worker {
             progress,
             rerun: job.ran_before,
             slots: &self.slots,
+            limits: self.settings.import_limits,
         };
         job.run().await
     }

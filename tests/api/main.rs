@@ -24,6 +24,7 @@ mod embedded;
 mod helpers;
 mod imports;
 mod lifecycle;
+mod limits;
 mod registries;
 mod reliability;
 mod sdk;

@@ -20,6 +20,12 @@ use super::keys::VerificationKey;
 
 /// Largest discovery or JWKS document ferry reads.
 const MAX_DOCUMENT: usize = 1 << 20;
+/// Longest wait for a connection to the IdP.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a whole discovery or JWKS fetch may take: the documents are small, and a
+/// token check waits on the first fetch, so a hung IdP must fail fast (the last good
+/// keys stay in use).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often keys are refetched.
 #[derive(Debug, Clone, Copy)]
@@ -36,8 +42,8 @@ pub(super) struct Refresh {
 pub(super) fn http_client() -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(FETCH_TIMEOUT)
         .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("building the JWKS client")

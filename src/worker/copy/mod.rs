@@ -6,6 +6,7 @@
 
 mod error;
 mod graph;
+mod limits;
 mod referrers;
 
 use std::{
@@ -20,9 +21,11 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use std::future::Future;
 
 pub use error::CopyError;
+pub use limits::{DEFAULT_MAX_IMPORT_BLOBS, DEFAULT_MAX_IMPORT_BYTES, ImportLimits};
 
 use super::slots::{HostSlots, Slot};
 use graph::Graph;
+use limits::Budget;
 
 use crate::{
     operations::{
@@ -68,6 +71,8 @@ pub struct CopyJob<'a> {
     pub rerun: bool,
     /// The cluster-wide cap on transfers per registry host.
     pub slots: &'a HostSlots,
+    /// The most blobs and bytes this import may copy.
+    pub limits: ImportLimits,
 }
 
 impl CopyJob<'_> {
@@ -102,12 +107,14 @@ impl CopyJob<'_> {
         self.refuse_existing_tags(existing, &root.digest)?;
         let graph =
             graph::resolve(&self.source, &self.source_repository, root, MAX_MANIFESTS).await?;
+        let mut budget = Budget::new(self.limits);
+        budget.charge(&graph)?;
         let repositories = self.repositories();
         for repository in &repositories {
             self.place(repository, &graph).await?;
         }
         if self.spec.copy_referrers {
-            referrers::copy(self, &repositories, &graph).await?;
+            referrers::copy(self, &repositories, &graph, &mut budget).await?;
         }
         let root = graph.root();
         let tags = self.spec.target_tags.iter().map(|tag| {

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::{CopyError, CopyJob, MAX_MANIFESTS, graph, graph::Graph};
+use super::{CopyError, CopyJob, MAX_MANIFESTS, graph, graph::Graph, limits::Budget};
 use crate::{
     operations::{FailureCode, reference::Digest, reference::Repository},
     registry_client::referrers::Referrer,
@@ -20,6 +20,7 @@ pub(super) async fn copy(
     job: &CopyJob<'_>,
     repositories: &[&Repository],
     graph: &Graph,
+    budget: &mut Budget,
 ) -> Result<(), CopyError> {
     let mut seen: HashSet<Digest> = graph.manifests().map(|m| m.digest.clone()).collect();
     let mut subjects: Vec<Digest> = seen.iter().cloned().collect();
@@ -49,7 +50,7 @@ pub(super) async fn copy(
                         format!("The image has more than {MAX_REFERRERS} referrers."),
                     ));
                 }
-                copy_one(job, repositories, &subject, &referrer).await?;
+                copy_one(job, repositories, &subject, &referrer, budget).await?;
                 subjects.push(referrer.digest);
             }
         }
@@ -65,6 +66,7 @@ async fn copy_one(
     repositories: &[&Repository],
     subject: &Digest,
     referrer: &Referrer,
+    budget: &mut Budget,
 ) -> Result<(), CopyError> {
     let manifest = job
         .source
@@ -73,6 +75,7 @@ async fn copy_one(
         .map_err(CopyError::source)?;
     let graph =
         graph::resolve(&job.source, &job.source_repository, manifest, MAX_MANIFESTS).await?;
+    budget.charge(&graph)?;
     for repository in repositories {
         job.place(repository, &graph).await?;
         let indexed = job

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use ferry::{
     app::RunningApp,
-    config::{AuthConfig, DatabaseConfig, EgressConfig, LogFormat, ServeConfig},
+    config::{AuthConfig, DatabaseConfig, EgressConfig, LimitsConfig, LogFormat, ServeConfig},
     registry_client::{ClientSettings, Registry, RegistryClient},
 };
 use reqwest::{Method, Response};
@@ -131,6 +131,7 @@ pub fn serve_config(
         operation_retention: Duration::from_secs(7 * 86_400),
         no_api: false,
         log_format: LogFormat::Text,
+        limits: LimitsConfig::default(),
     }
 }
 

@@ -29,7 +29,11 @@ async fn two_thousand_imports_across_replicas_with_a_restart() {
         .spec(&[&target.host])
         .workers(WORKERS)
         .lease("2s")
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn")
+        // One tenant submits 2,000 imports in seconds: far over the per-tenant
+        // defaults, which this test is not about.
+        .env("FERRY_TENANT_MAX_ACTIVE", "0")
+        .env("FERRY_TENANT_SUBMISSIONS_PER_MINUTE", "0");
     // The blobs are on the target already: the imports race on the queue, not on
     // concurrent uploads of one new blob (that race has its own test, `concurrency`).
     let seeded = rig.client.registry(&rig.target.host, None);
