@@ -131,13 +131,17 @@ struct Server {
 
 /// Binds the API on `config.listen`, over TLS when a certificate is configured.
 /// The request head (request line and headers) is bounded on both HTTP versions:
-/// hyper refuses a larger one with 431 before any of ferry's code runs.
+/// hyper refuses a larger one with 431 before any of ferry's code runs, and closes
+/// an HTTP/1 connection whose head takes longer than [`api::HEADER_READ_TIMEOUT`].
 async fn bind(config: &ServeConfig, state: AppState) -> anyhow::Result<Server> {
     let service = api::service(state).into_make_service();
     let handle = Handle::new();
     let mut server = axum_server::bind(config.listen).handle(handle.clone());
     let http = server.http_builder();
-    http.http1().max_buf_size(api::MAX_HEADER_BYTES);
+    http.http1()
+        .max_buf_size(api::MAX_HEADER_BYTES)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(api::HEADER_READ_TIMEOUT);
     http.http2()
         .max_header_list_size(u32::try_from(api::MAX_HEADER_BYTES)?);
     let task = match (&config.tls_cert, &config.tls_key) {
