@@ -12,7 +12,7 @@ use crate::{
     api,
     auth::TokenVerifier,
     config::ServeConfig,
-    crypto::Sealer,
+    crypto::Keyring,
     db::Database,
     egress::SystemLookup,
     registry_client::{ClientSettings, RegistryClient},
@@ -24,7 +24,8 @@ use crate::{
 pub struct AppState {
     pub pool: PgPool,
     pub verifier: Arc<TokenVerifier>,
-    pub sealer: Arc<Sealer>,
+    /// Seals credentials on the way in (the worker opens them).
+    pub sealer: Arc<Keyring>,
     pub public_url: Option<url::Url>,
     pub tls: bool,
     pub listen: SocketAddr,
@@ -45,10 +46,7 @@ pub struct RunningApp {
 impl RunningApp {
     /// Binds the server and starts `config.workers` workers on `pool`.
     pub async fn start(config: &ServeConfig, pool: PgPool) -> anyhow::Result<Self> {
-        let sealer = Arc::new(Sealer::load(
-            config.encryption_key.as_ref(),
-            &config.database.data_dir,
-        )?);
+        let sealer = Arc::new(Keyring::load(&config.secrets, &config.database.data_dir)?);
         let state = AppState {
             pool: pool.clone(),
             verifier: Arc::new(TokenVerifier::from_config(&config.auth)?),
@@ -151,9 +149,11 @@ async fn bind(config: &ServeConfig, state: AppState) -> anyhow::Result<Server> {
 /// `ferry serve`: open the database, run until a signal, shut down cleanly.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let connections = u32::try_from(config.workers * 2 + 10).unwrap_or(50);
-    // A bad key-source or egress configuration fails before any database is started.
+    // A bad key-source, egress or secret-key configuration fails before any database
+    // is started.
     TokenVerifier::from_config(&config.auth)?;
     config.egress.policy()?;
+    Keyring::load(&config.secrets, &config.database.data_dir)?;
     let database = Database::open(&config.database, connections).await?;
     let running = match RunningApp::start(&config, database.pool.clone()).await {
         Ok(running) => running,

@@ -61,12 +61,14 @@ pub enum FailureCode {
     /// The SSRF guard refused the target registry's address.
     TargetNotAllowed,
     OperationCanceled,
+    /// Stored credentials no configured key opens (see `crypto::Keyring`).
+    CredentialsUnavailable,
     ImportFailed,
 }
 
 impl FailureCode {
     /// Every failure code, for the openapi.yaml consistency test.
-    pub const ALL: [FailureCode; 13] = [
+    pub const ALL: [FailureCode; 14] = [
         Self::ImageNotFound,
         Self::TagAlreadyExists,
         Self::UnsupportedMediaType,
@@ -79,6 +81,7 @@ impl FailureCode {
         Self::SourceNotAllowed,
         Self::TargetNotAllowed,
         Self::OperationCanceled,
+        Self::CredentialsUnavailable,
         Self::ImportFailed,
     ];
 
@@ -97,6 +100,7 @@ impl FailureCode {
             Self::SourceNotAllowed => "SourceNotAllowed",
             Self::TargetNotAllowed => "TargetNotAllowed",
             Self::OperationCanceled => "OperationCanceled",
+            Self::CredentialsUnavailable => "CredentialsUnavailable",
             Self::ImportFailed => "ImportFailed",
         }
     }

@@ -87,7 +87,7 @@ impl ReplicaSpec {
             .env("FERRY_DATA_DIR", dir.path().join("data"))
             .env("FERRY_LISTEN", format!("127.0.0.1:{port}"))
             .env("FERRY_JWT_SECRET", SECRET)
-            .env("FERRY_ENCRYPTION_KEY", ENCRYPTION_KEY)
+            .env("FERRY_SECRET_KEY", ENCRYPTION_KEY)
             .env("RUST_LOG", "info,sqlx=warn");
         for (name, value) in &self.env {
             command.env(name, value);
