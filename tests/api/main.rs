@@ -27,6 +27,7 @@ mod lifecycle;
 mod registries;
 mod reliability;
 mod sdk;
+mod secrets;
 mod ssrf;
 mod tls;
 mod tokens;
