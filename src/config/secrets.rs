@@ -14,8 +14,8 @@ use super::DatabaseConfig;
 /// key: `serve` then generates one into the data directory.
 #[derive(Debug, Clone, Default, Args)]
 pub struct SecretsConfig {
-    /// 64 hex characters: the current key; unset (and no key file), a key is
-    /// generated once into `$FERRY_DATA_DIR/encryption.key`.
+    /// 64 hex characters: the current key; unset (and no key file), the key in
+    /// `$FERRY_DATA_DIR/encryption.key`, which `serve` generates on first start.
     #[arg(long, env = "FERRY_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<SecretString>,
     /// The former name of FERRY_SECRET_KEY, still accepted.
@@ -31,8 +31,9 @@ pub struct SecretsConfig {
     /// previous keys. Instead of FERRY_SECRET_KEY.
     #[arg(long, env = "FERRY_SECRET_KEY_FILE")]
     pub secret_key_file: Option<PathBuf>,
-    /// Comma-separated previous keys (64 hex characters each): they open what they
-    /// sealed but never seal; drop them once `ferry rotate-keys` has run.
+    /// Comma-separated previous keys (64 hex characters each; empty entries are
+    /// ignored): they open what they sealed but never seal; drop them once
+    /// `ferry rotate-keys` has run.
     #[arg(
         long,
         env = "FERRY_SECRET_KEYS_PREVIOUS",

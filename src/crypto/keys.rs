@@ -78,6 +78,10 @@ impl Keyring {
             }
         };
         for (index, text) in config.secret_keys_previous.iter().enumerate() {
+            // An empty variable (a template's unset default) is no key.
+            if text.expose_secret().trim().is_empty() {
+                continue;
+            }
             keys.push(
                 parse_key(text.expose_secret())
                     .with_context(|| format!("FERRY_SECRET_KEYS_PREVIOUS entry {}", index + 1))?,
@@ -190,7 +194,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = SecretsConfig {
             secret_key: Some(secret(B)),
-            secret_keys_previous: vec![secret(A)],
+            secret_keys_previous: vec![secret(""), secret(A)],
             ..SecretsConfig::default()
         };
         let keyring = Keyring::load(&config, dir.path()).unwrap();
