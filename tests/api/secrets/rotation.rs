@@ -11,7 +11,7 @@ use super::{
     Caller, JWT_SECRET, SOURCE_LOGIN, WRITE_LOGIN, from_resource, from_uri, key_ids, replicas,
     setup, stop, token,
 };
-use crate::helpers::{TestRegistry, replica::run_ferry, spawn_app_with};
+use crate::helpers::{TestRegistry, replica::run_ferry, spawn_app, spawn_app_with};
 
 const KEY_A: &str = "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a1";
 const KEY_B: &str = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b2";
@@ -265,4 +265,56 @@ async fn a_login_no_key_opens_fails_the_import_for_good() {
         .run_import(import("goodlogin", "team/goodlogin:v1"))
         .await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_row_changed_after_it_was_read_is_left_to_its_writer() {
+    use ferry::crypto::{
+        Keyring,
+        rotate::rotate,
+        store::{self, SealedTable},
+    };
+    let app = spawn_app(0).await;
+    let response = app
+        .put_registry_with_login("rotated", &app.source.host, SOURCE_LOGIN)
+        .await;
+    assert_eq!(response.status(), 201);
+    // The test app seals with 0x11…; B is the new current key.
+    let keyring = Keyring::new(&[0x22; 32], &[[0x11; 32]]).unwrap();
+    let table = SealedTable::RegistryCredentials;
+    let read = store::not_sealed_with(&app.pool, table, keyring.current_key_id(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(read.len(), 1);
+
+    // A replica stores a new login between the read and the write: its value wins.
+    let patch =
+        json!({ "properties": { "credentials": { "username": "other", "password": "other-pw" } } });
+    let path = format!("{}?{}", app.registry_path("rotated"), crate::helpers::API);
+    let response = app
+        .request(reqwest::Method::PATCH, &path, None, Some(patch))
+        .await;
+    assert_eq!(response.status(), 200);
+    let resealed = keyring.seal(b"{}", read[0].owner.as_bytes()).unwrap();
+    assert!(
+        !store::reseal(&app.pool, table, &read[0], &resealed)
+            .await
+            .unwrap()
+    );
+    let stored = ferry::registries::store::credentials(&app.pool, read[0].owner)
+        .await
+        .unwrap()
+        .unwrap();
+    let opened = keyring.open(&stored, read[0].owner.as_bytes()).unwrap();
+    let login: serde_json::Value =
+        serde_json::from_slice(secrecy::ExposeSecret::expose_secret(&opened)).unwrap();
+    assert_eq!(login["username"], "other");
+
+    // The next pass re-seals the writer's value.
+    let reports = rotate(&app.pool, &keyring, 10).await.unwrap();
+    assert_eq!((reports[0].resealed, reports[0].changed), (1, 0));
+    assert_eq!(
+        key_ids(&app.pool, "registry_credentials").await,
+        [keyring.current_key_id()]
+    );
 }
