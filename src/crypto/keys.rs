@@ -57,9 +57,7 @@ impl Keyring {
             (Some(_), Some(_)) => {
                 anyhow::bail!("set FERRY_SECRET_KEY or FERRY_SECRET_KEY_FILE, not both")
             }
-            (Some(text), None) => {
-                vec![parse_key(text.expose_secret()).context("FERRY_SECRET_KEY")?]
-            }
+            (Some((name, text)), None) => vec![parse_key(text.expose_secret()).context(name)?],
             (None, Some(path)) => read_key_file(path)
                 .with_context(|| format!("FERRY_SECRET_KEY_FILE {}", path.display()))?,
             (None, None) => {
@@ -91,15 +89,18 @@ impl Keyring {
     }
 }
 
-/// `FERRY_SECRET_KEY`, or its old name; both set must agree.
-fn inline_key(config: &SecretsConfig) -> anyhow::Result<Option<&SecretString>> {
+/// `FERRY_SECRET_KEY`, or its old name, with the name it was given under; both
+/// set must agree.
+fn inline_key(config: &SecretsConfig) -> anyhow::Result<Option<(&'static str, &SecretString)>> {
     match (&config.secret_key, &config.encryption_key) {
         (Some(new), Some(old)) if new.expose_secret().trim() != old.expose_secret().trim() => {
             anyhow::bail!(
                 "FERRY_SECRET_KEY and FERRY_ENCRYPTION_KEY (its old name) are both set and differ"
             )
         }
-        (new, old) => Ok(new.as_ref().or(old.as_ref())),
+        (Some(new), _) => Ok(Some(("FERRY_SECRET_KEY", new))),
+        (None, Some(old)) => Ok(Some(("FERRY_ENCRYPTION_KEY", old))),
+        (None, None) => Ok(None),
     }
 }
 
