@@ -148,6 +148,7 @@ async fn bind(config: &ServeConfig, state: AppState) -> anyhow::Result<Server> {
 
 /// `ferry serve`: open the database, run until a signal, shut down cleanly.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let stop = shutdown_signal();
     let connections = u32::try_from(config.workers * 2 + 10).unwrap_or(50);
     // A bad key-source, egress or secret-key configuration fails before any database
     // is started.
@@ -162,24 +163,34 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             return Err(error);
         }
     };
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     running.shutdown(config.shutdown_grace).await;
     database.close().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = interrupt => {}
-        () = async {
-            match terminate.as_mut() {
-                Some(signal) => { signal.recv().await; }
-                None => std::future::pending().await,
-            }
-        } => {}
+/// Registers the SIGINT and SIGTERM handlers at once, so a signal that arrives
+/// while ferry starts (even right after `/readyz` first answers) shuts it down
+/// cleanly instead of killing it, and returns a future that resolves on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        tokio::select! {
+            () = received(interrupt.as_mut()) => {}
+            () = received(terminate.as_mut()) => {}
+        }
+    }
+}
+
+/// Resolves when `signal` is delivered; never when it could not be registered.
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
