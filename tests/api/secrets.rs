@@ -134,9 +134,7 @@ async fn setup() -> (TestRegistry, TestRegistry, String, PgPool) {
         TestRegistry::start_htpasswd(&[SOURCE_LOGIN]),
         TestRegistry::start_htpasswd(&[WRITE_LOGIN])
     );
-    let client =
-        ferry::registry_client::RegistryClient::new(&[source.host.clone(), target.host.clone()])
-            .unwrap();
+    let client = crate::helpers::test_client(&[source.host.clone(), target.host.clone()]);
     let image = images::image("amd64", 1, 4096);
     let registry = client.registry(&source.host, source.credentials());
     images::push(&registry, "team/app", &image, Some("v1")).await;
