@@ -15,7 +15,7 @@ use crate::{
     api,
     auth::TokenVerifier,
     config::ServeConfig,
-    crypto::Sealer,
+    crypto::Keyring,
     db::Database,
     egress::SystemLookup,
     operations::quota::TenantLimits,
@@ -28,7 +28,8 @@ use crate::{
 pub struct AppState {
     pub pool: PgPool,
     pub verifier: Arc<TokenVerifier>,
-    pub sealer: Arc<Sealer>,
+    /// Seals credentials on the way in (the worker opens them).
+    pub sealer: Arc<Keyring>,
     pub public_url: Option<url::Url>,
     pub tls: bool,
     pub listen: SocketAddr,
@@ -51,10 +52,7 @@ pub struct RunningApp {
 impl RunningApp {
     /// Binds the server and starts `config.workers` workers on `pool`.
     pub async fn start(config: &ServeConfig, pool: PgPool) -> anyhow::Result<Self> {
-        let sealer = Arc::new(Sealer::load(
-            config.encryption_key.as_ref(),
-            &config.database.data_dir,
-        )?);
+        let sealer = Arc::new(Keyring::load(&config.secrets, &config.database.data_dir)?);
         let state = AppState {
             pool: pool.clone(),
             verifier: Arc::new(TokenVerifier::from_config(&config.auth)?),
@@ -162,10 +160,13 @@ async fn bind(config: &ServeConfig, state: AppState) -> anyhow::Result<Server> {
 
 /// `ferry serve`: open the database, run until a signal, shut down cleanly.
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let stop = shutdown_signal();
     let connections = u32::try_from(config.workers * 2 + 10).unwrap_or(50);
-    // A bad key-source or egress configuration fails before any database is started.
+    // A bad key-source, egress or secret-key configuration fails before any database
+    // is started.
     TokenVerifier::from_config(&config.auth)?;
     config.egress.policy()?;
+    Keyring::load(&config.secrets, &config.database.data_dir)?;
     let database = Database::open(&config.database, connections).await?;
     let running = match RunningApp::start(&config, database.pool.clone()).await {
         Ok(running) => running,
@@ -174,24 +175,34 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             return Err(error);
         }
     };
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     running.shutdown(config.shutdown_grace).await;
     database.close().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = interrupt => {}
-        () = async {
-            match terminate.as_mut() {
-                Some(signal) => { signal.recv().await; }
-                None => std::future::pending().await,
-            }
-        } => {}
+/// Registers the SIGINT and SIGTERM handlers at once, so a signal that arrives
+/// while ferry starts (even right after `/readyz` first answers) shuts it down
+/// cleanly instead of killing it, and returns a future that resolves on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        tokio::select! {
+            () = received(interrupt.as_mut()) => {}
+            () = received(terminate.as_mut()) => {}
+        }
+    }
+}
+
+/// Resolves when `signal` is delivered; never when it could not be registered.
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }

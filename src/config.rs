@@ -10,9 +10,11 @@ use crate::auth::Role;
 
 mod egress;
 mod limits;
+pub mod secrets;
 
 pub use egress::EgressConfig;
 pub use limits::{LimitsConfig, parse_size};
+pub use secrets::{RotateKeysArgs, SecretsConfig};
 
 /// ferry imports container images between OCI registries through an ARM-compatible API.
 #[derive(Debug, Parser)]
@@ -31,6 +33,8 @@ pub enum Command {
     Migrate(DatabaseConfig),
     /// Print a development token signed with FERRY_JWT_SECRET.
     Token(TokenArgs),
+    /// Re-seal every stored credential not sealed with the current key, then exit.
+    RotateKeys(RotateKeysArgs),
 }
 
 /// Where the database is; shared by `serve` and `migrate`.
@@ -39,7 +43,7 @@ pub struct DatabaseConfig {
     /// Postgres URL; unset runs ferry's own private cluster under the data directory.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<SecretString>,
-    /// Directory for the embedded Postgres cluster and the generated encryption key.
+    /// Directory for the embedded Postgres cluster and the generated secret key.
     #[arg(long, env = "FERRY_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 }
@@ -65,10 +69,8 @@ pub struct ServeConfig {
     pub auth: AuthConfig,
     #[command(flatten)]
     pub egress: EgressConfig,
-    /// 64 hex characters: the AES-256-GCM key for stored credentials; unset, a key is
-    /// generated once into the data directory.
-    #[arg(long, env = "FERRY_ENCRYPTION_KEY", hide_env_values = true)]
-    pub encryption_key: Option<SecretString>,
+    #[command(flatten)]
+    pub secrets: SecretsConfig,
     /// Imports run at once by this process; 0 serves the API only.
     #[arg(long, env = "FERRY_WORKERS", default_value_t = 4)]
     pub workers: usize,

@@ -11,7 +11,7 @@ pub mod app;
 pub mod auth;
 /// Command-line and environment configuration.
 pub mod config;
-/// AES-256-GCM sealing of stored credentials.
+/// AES-256-GCM sealing of stored credentials, the keyring and key rotation.
 pub mod crypto;
 /// Database connection, migrations and the embedded cluster.
 pub mod db;

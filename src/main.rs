@@ -36,6 +36,10 @@ async fn main() -> ExitCode {
                 Err(error) => Err(error),
             }
         }
+        Command::RotateKeys(args) => {
+            init_tracing(LogFormat::Text);
+            ferry::crypto::rotate::run(&args).await
+        }
         Command::Token(args) => {
             let subject = args
                 .subject

@@ -50,11 +50,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ArmJson<T> {
 static RUST_TYPE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(struct|enum) \w+( with \d+ elements?)?").expect("type regex"));
 
-/// serde's message, with ferry's Rust type names replaced by what the client sent.
+/// A string or character value serde quotes in its message.
+static QUOTED_VALUE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"string "(?:[^"\\]|\\.)*"|character `[^`]*`"#).expect("quoted value regex")
+});
+
+/// serde's message, with ferry's Rust type names replaced by what the client sent
+/// and the client's own string values left out: a password sent where an object
+/// belongs must not come back in the error (nor reach a log).
 fn client_message(error: &serde_json::Error) -> String {
-    RUST_TYPE
-        .replace_all(&error.to_string(), "a JSON object")
-        .into_owned()
+    let message = error.to_string();
+    let message = RUST_TYPE.replace_all(&message, "a JSON object");
+    QUOTED_VALUE.replace_all(&message, "a string").into_owned()
 }
 
 /// The `api-version` of the request, already checked by [`require_api_version`].
@@ -178,6 +185,35 @@ impl FromRequestParts<AppState> for BaseUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parse_errors_leave_out_the_values_sent() {
+        #[derive(Debug, serde::Deserialize)]
+        #[expect(dead_code, reason = "only its parse errors matter")]
+        struct Body {
+            credentials: std::collections::BTreeMap<String, String>,
+            letter: Option<char>,
+        }
+        for (body, expected) in [
+            (
+                r#"{"credentials": "hunter\"2"}"#,
+                "invalid type: a string, expected a map",
+            ),
+            (
+                r#"{"credentials": {}, "letter": 7}"#,
+                "invalid type: integer `7`",
+            ),
+            (
+                r#"{"credentials": {}, "letter": "hunter2"}"#,
+                "invalid value: a string",
+            ),
+        ] {
+            let error = serde_json::from_str::<Body>(body).unwrap_err();
+            let message = client_message(&error);
+            assert!(message.starts_with(expected), "{message}");
+            assert!(!message.contains("hunter"), "{message}");
+        }
+    }
 
     #[test]
     fn api_versions_are_dates() {

@@ -1,11 +1,17 @@
 //! Cross-cutting HTTP behaviour: case-insensitive ARM path segments (applied before
-//! routing), ARM request-id headers, and logging internal errors exactly once.
+//! routing), ARM request-id headers, request tracing with credential headers marked
+//! sensitive, and logging internal errors exactly once.
 
 use axum::{
+    Router,
     extract::Request,
-    http::{HeaderMap, HeaderValue, Uri},
+    http::{HeaderMap, HeaderName, HeaderValue, Uri, header},
     middleware::Next,
     response::Response,
+};
+use tower_http::{
+    sensitive_headers::{SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer},
+    trace::TraceLayer,
 };
 
 use super::error::InternalCause;
@@ -91,6 +97,27 @@ pub(super) fn normalize_path<B>(mut request: Request<B>) -> Request<B> {
     request
 }
 
+/// Headers whose values never reach a log line.
+const SENSITIVE_HEADERS: [HeaderName; 4] = [
+    header::AUTHORIZATION,
+    header::PROXY_AUTHORIZATION,
+    header::COOKIE,
+    header::SET_COOKIE,
+];
+
+/// Wraps `routes` in the request trace, with [`SENSITIVE_HEADERS`] marked
+/// sensitive (so `Debug` prints them as `Sensitive`) before the trace layer sees a
+/// request and before it sees a response.
+pub(super) fn traced<S>(routes: Router<S>) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    routes
+        .layer(SetSensitiveResponseHeadersLayer::new(SENSITIVE_HEADERS))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new(SENSITIVE_HEADERS))
+}
+
 fn echo(headers: &HeaderMap, name: &str) -> Option<HeaderValue> {
     headers.get(name).filter(|v| v.len() <= 200).cloned()
 }
@@ -130,7 +157,40 @@ pub(super) async fn arm_headers(mut request: Request, next: Next) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use axum::{body::Body, routing::get};
+    use tower::ServiceExt;
+
     use super::*;
+
+    #[tokio::test]
+    async fn credential_headers_are_sensitive_on_both_sides_of_the_trace() {
+        let routes = Router::new().route(
+            "/",
+            get(|headers: HeaderMap| async move {
+                let marked = SENSITIVE_HEADERS
+                    .iter()
+                    .all(|name| headers.get(name).is_some_and(HeaderValue::is_sensitive));
+                let plain = headers.get("x-other").is_some_and(|v| !v.is_sensitive());
+                (
+                    [(header::SET_COOKIE, "session=abc")],
+                    format!("{marked} {plain}"),
+                )
+            }),
+        );
+        let mut request = Request::builder().uri("/").header("x-other", "1");
+        for name in &SENSITIVE_HEADERS {
+            request = request.header(name, "secret-value");
+        }
+        let response = traced(routes)
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert!(response.headers()[header::SET_COOKIE].is_sensitive());
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"true true");
+    }
 
     fn normalized(path: &str) -> String {
         let request = Request::builder().uri(path).body(()).unwrap();

@@ -20,7 +20,6 @@ use axum::{
     middleware::{from_fn, from_fn_with_state},
 };
 use tower::Layer;
-use tower_http::trace::TraceLayer;
 
 pub use crate::app::AppState;
 use crate::auth;
@@ -53,13 +52,13 @@ pub fn router(state: AppState) -> Router {
             state.verifier.clone(),
             auth::authenticate,
         ));
-    Router::new()
+    let routes = Router::new()
         .merge(arm)
         .merge(health::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(TraceLayer::new_for_http())
+        .layer(DefaultBodyLimit::max(MAX_BODY));
+    middleware::traced(routes)
         .layer(from_fn(middleware::arm_headers))
         .with_state(state)
 }

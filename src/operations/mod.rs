@@ -62,6 +62,8 @@ pub enum FailureCode {
     /// The SSRF guard refused the target registry's address.
     TargetNotAllowed,
     OperationCanceled,
+    /// Stored credentials no configured key opens (see `crypto::Keyring`).
+    CredentialsUnavailable,
     ImportFailed,
     /// The image has more blobs or bytes than one import may copy.
     ImportTooLarge,
@@ -69,7 +71,7 @@ pub enum FailureCode {
 
 impl FailureCode {
     /// Every failure code, for the openapi.yaml consistency test.
-    pub const ALL: [FailureCode; 14] = [
+    pub const ALL: [FailureCode; 15] = [
         Self::ImageNotFound,
         Self::TagAlreadyExists,
         Self::UnsupportedMediaType,
@@ -82,6 +84,7 @@ impl FailureCode {
         Self::SourceNotAllowed,
         Self::TargetNotAllowed,
         Self::OperationCanceled,
+        Self::CredentialsUnavailable,
         Self::ImportFailed,
         Self::ImportTooLarge,
     ];
@@ -101,6 +104,7 @@ impl FailureCode {
             Self::SourceNotAllowed => "SourceNotAllowed",
             Self::TargetNotAllowed => "TargetNotAllowed",
             Self::OperationCanceled => "OperationCanceled",
+            Self::CredentialsUnavailable => "CredentialsUnavailable",
             Self::ImportFailed => "ImportFailed",
             Self::ImportTooLarge => "ImportTooLarge",
         }

@@ -5,6 +5,7 @@
 pub mod copy;
 pub mod lease;
 pub mod pool;
+mod secrets;
 pub mod slots;
 
 use std::{
@@ -21,12 +22,11 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
-    crypto::{Sealed, Sealer},
+    crypto::Keyring,
     operations::{
         FailureCode, OperationId, Progress,
-        spec::{Credentials, SourceRegistry, docker_hub_api_host},
+        spec::{SourceRegistry, docker_hub_api_host},
     },
-    registries,
     registry_client::RegistryClient,
 };
 use copy::{CopyError, CopyJob, ImportLimits};
@@ -80,7 +80,7 @@ pub type InFlight = Arc<Mutex<HashMap<OperationId, Uuid>>>;
 pub struct Worker {
     pool: PgPool,
     client: RegistryClient,
-    sealer: Arc<Sealer>,
+    sealer: Arc<Keyring>,
     settings: WorkerSettings,
     owner: Uuid,
     in_flight: InFlight,
@@ -92,7 +92,7 @@ impl Worker {
     pub fn new(
         pool: PgPool,
         client: RegistryClient,
-        sealer: Arc<Sealer>,
+        sealer: Arc<Keyring>,
         settings: WorkerSettings,
     ) -> Self {
         let slots = HostSlots::new(pool.clone(), settings.cluster_host_concurrency);
@@ -235,14 +235,6 @@ impl Worker {
         job: &Claimed,
         progress: Arc<Mutex<Progress>>,
     ) -> Result<(), CopyError> {
-        let internal = |error: anyhow::Error| {
-            tracing::error!(error = format!("{error:#}"), "preparing the import failed");
-            CopyError {
-                code: FailureCode::ImportFailed,
-                message: "The import could not be prepared.".into(),
-                transient: true,
-            }
-        };
         let registry_gone = || {
             CopyError::permanent(
                 FailureCode::RegistryNotFound,
@@ -254,10 +246,7 @@ impl Worker {
             .await
             .map_err(|e| internal(e.into()))?
             .ok_or_else(registry_gone)?;
-        let target_credentials = self
-            .registry_credentials(target_id)
-            .await
-            .map_err(internal)?;
+        let target_credentials = self.registry_credentials(target_id).await?;
         let target = self
             .client
             .registry(&target_host, target_credentials)
@@ -274,13 +263,7 @@ impl Worker {
                         ),
                     ));
                 }
-                let credentials = match lease::operation_secret(&self.pool, job.id)
-                    .await
-                    .map_err(|e| internal(e.into()))?
-                {
-                    Some(sealed) => Some(self.open(&sealed, job.id.0).map_err(internal)?),
-                    None => None,
-                };
+                let credentials = self.source_credentials(job.id).await?;
                 match docker_hub_api_host(host) {
                     Some(hub) => (
                         self.client.registry(hub, credentials),
@@ -303,10 +286,7 @@ impl Worker {
                     .await
                     .map_err(|e| internal(e.into()))?
                     .ok_or_else(gone)?;
-                let credentials = self
-                    .registry_credentials(*registry_id)
-                    .await
-                    .map_err(internal)?;
+                let credentials = self.registry_credentials(*registry_id).await?;
                 (
                     self.client.registry(&host, credentials),
                     spec.source_image.repository.clone(),
@@ -326,16 +306,14 @@ impl Worker {
         };
         job.run().await
     }
+}
 
-    async fn registry_credentials(&self, registry: Uuid) -> anyhow::Result<Option<Credentials>> {
-        match registries::store::credentials(&self.pool, registry).await? {
-            Some(sealed) => Ok(Some(self.open(&sealed, registry)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn open(&self, sealed: &Sealed, owner: Uuid) -> anyhow::Result<Credentials> {
-        let plaintext = self.sealer.open(sealed, owner.as_bytes())?;
-        Ok(serde_json::from_slice(&plaintext)?)
+/// A failure preparing an import (the database, mostly): logged, and retried later.
+fn internal(error: anyhow::Error) -> CopyError {
+    tracing::error!(error = format!("{error:#}"), "preparing the import failed");
+    CopyError {
+        code: FailureCode::ImportFailed,
+        message: "The import could not be prepared.".into(),
+        transient: true,
     }
 }

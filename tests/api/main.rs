@@ -28,6 +28,7 @@ mod limits;
 mod registries;
 mod reliability;
 mod sdk;
+mod secrets;
 mod ssrf;
 mod tls;
 mod tokens;

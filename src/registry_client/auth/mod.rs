@@ -82,6 +82,8 @@ pub(super) struct Authenticator {
 #[derive(Debug, Default)]
 pub(super) struct Sent {
     token: Option<String>,
+    /// Basic credentials went with the request.
+    basic: bool,
 }
 
 impl Authenticator {
@@ -117,13 +119,17 @@ impl Authenticator {
             let token = self.token(&mut state, &realm, scope).await?;
             let sent = Sent {
                 token: Some(token.clone()),
+                basic: false,
             };
             return Ok((request.bearer_auth(token), sent));
         }
         match (&self.credentials, self.username(), state.basic) {
             (Some(credentials), Some(user), true) => Ok((
                 request.basic_auth(user, Some(credentials.password.expose_secret())),
-                Sent::default(),
+                Sent {
+                    token: None,
+                    basic: true,
+                },
             )),
             _ => Ok((request, Sent::default())),
         }
@@ -151,10 +157,11 @@ impl Authenticator {
             .collect();
         let mut state = self.state.lock().await;
         if scheme.eq_ignore_ascii_case("basic") {
+            // A request sent anonymously while a parallel one learnt that Basic is
+            // wanted is retried too; one refused with Basic is not.
             let usable = self.username().is_some();
-            let retry = usable && !state.basic;
             state.basic |= usable;
-            return Ok(retry);
+            return Ok(usable && !sent.basic);
         }
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Ok(false);

@@ -131,7 +131,7 @@ impl Authenticator {
         let body: serde_json::Value = response
             .json()
             .await
-            .map_err(|e| RegistryError::Protocol(format!("token response: {e}")))?;
+            .map_err(|e| RegistryError::Protocol(format!("token response: {}", e.without_url())))?;
         let token = body["token"]
             .as_str()
             .or(body["access_token"].as_str())

@@ -19,7 +19,10 @@ use std::time::Duration;
 
 use ferry::{
     app::RunningApp,
-    config::{AuthConfig, DatabaseConfig, EgressConfig, LimitsConfig, LogFormat, ServeConfig},
+    config::{
+        AuthConfig, DatabaseConfig, EgressConfig, LimitsConfig, LogFormat, SecretsConfig,
+        ServeConfig,
+    },
     registry_client::{ClientSettings, Registry, RegistryClient},
 };
 use reqwest::{Method, Response};
@@ -120,7 +123,10 @@ pub fn serve_config(
             allowed_private_hosts: vec![ALLOWED_PRIVATE.into()],
             ..EgressConfig::default()
         },
-        encryption_key: Some(SecretString::from("11".repeat(32))),
+        secrets: SecretsConfig {
+            secret_key: Some(SecretString::from("11".repeat(32))),
+            ..SecretsConfig::default()
+        },
         workers,
         insecure_registries: insecure,
         blob_concurrency: 6,

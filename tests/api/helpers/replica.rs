@@ -74,21 +74,10 @@ impl ReplicaSpec {
             .port();
         let log_path = dir.path().join("ferry.log");
         let log = std::fs::File::create(&log_path).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        command.arg("serve");
-        // Nothing of the test runner's own environment leaks into the replica.
-        for (name, _) in std::env::vars() {
-            if name.starts_with("FERRY_") {
-                command.env_remove(name);
-            }
-        }
+        let mut command = ferry_command(&self.database_url, &dir.path().join("data"));
         command
-            .env("DATABASE_URL", &self.database_url)
-            .env("FERRY_DATA_DIR", dir.path().join("data"))
-            .env("FERRY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("FERRY_JWT_SECRET", SECRET)
-            .env("FERRY_ENCRYPTION_KEY", ENCRYPTION_KEY)
-            .env("RUST_LOG", "info,sqlx=warn");
+            .arg("serve")
+            .env("FERRY_LISTEN", format!("127.0.0.1:{port}"));
         for (name, value) in &self.env {
             command.env(name, value);
         }
@@ -111,6 +100,44 @@ impl ReplicaSpec {
             _dir: dir,
         }
     }
+}
+
+/// The `ferry` binary with the environment every test child gets: none of the
+/// test runner's own `FERRY_*` variables, the database, a data directory, the
+/// test JWT secret and secret key, and a quiet log. Callers add the subcommand.
+pub fn ferry_command(database_url: &str, data_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("FERRY_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("DATABASE_URL", database_url)
+        .env("FERRY_DATA_DIR", data_dir)
+        .env("FERRY_JWT_SECRET", SECRET)
+        .env("FERRY_SECRET_KEY", ENCRYPTION_KEY)
+        .env("RUST_LOG", "info,sqlx=warn");
+    command
+}
+
+/// Runs a one-shot `ferry` command (e.g. `rotate-keys`) on `database_url` with
+/// `env` on top of [`ferry_command`]'s, and returns its exit status and output.
+pub async fn run_ferry(
+    database_url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = ferry_command(database_url, &dir.path().join("data"));
+    command.args(args).stdin(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("ferry did not exit within 60s")
+        .unwrap()
 }
 
 /// A running `ferry serve`; SIGKILLed when dropped.
@@ -198,6 +225,11 @@ impl Replica {
                 self.log()
             ),
         }
+    }
+
+    /// The replica's whole log so far.
+    pub fn full_log(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log_path).unwrap()).into_owned()
     }
 
     /// The last 64 KiB of the replica's log.
