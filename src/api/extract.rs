@@ -41,10 +41,32 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ArmJson<T> {
                     ApiError::InvalidRequestContent("the body could not be read".to_owned())
                 }
             })?;
+        if has_nul_escape(&bytes) {
+            return Err(ApiError::InvalidRequestContent(
+                "strings must not contain the NUL character (\\u0000)".to_owned(),
+            ));
+        }
         serde_json::from_slice(&bytes)
             .map(Self)
             .map_err(|error| ApiError::InvalidRequestContent(client_message(&error)))
     }
+}
+
+/// Whether a JSON text holds the escape `\u0000` (a NUL character) in some string.
+/// PostgreSQL's `text` and `jsonb` cannot store NUL, so such a body would otherwise
+/// fail deep inside a write as an internal error. Raw control characters are
+/// already invalid JSON, so the escape is the only way a NUL can arrive.
+fn has_nul_escape(json: &[u8]) -> bool {
+    let mut rest = json;
+    while let Some(at) = rest.iter().position(|&b| b == b'\\') {
+        let escaped = &rest[at + 1..];
+        if escaped.starts_with(b"u0000") {
+            return true;
+        }
+        // Skip the escaped character so `\\u0000` (a backslash, then text) is not a NUL.
+        rest = escaped.get(1..).unwrap_or_default();
+    }
+    false
 }
 
 static RUST_TYPE: LazyLock<Regex> =
@@ -178,6 +200,16 @@ impl FromRequestParts<AppState> for BaseUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_escapes_are_found_and_escaped_backslashes_are_not() {
+        assert!(has_nul_escape(br#"{"a":"x\u0000y"}"#));
+        assert!(has_nul_escape(br#"{"\u0000":1}"#));
+        assert!(!has_nul_escape(br#"{"a":"x\\u0000y"}"#));
+        assert!(has_nul_escape(br#"{"a":"x\\\u0000y"}"#));
+        assert!(!has_nul_escape(br#"{"a":"\u0001"}"#));
+        assert!(!has_nul_escape(br#"{"a":"trailing\"#));
+    }
 
     #[test]
     fn api_versions_are_dates() {

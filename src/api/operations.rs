@@ -134,14 +134,18 @@ async fn poll(
 ) -> Result<Response, ApiError> {
     let (subscription, op) = load(&state, &caller, &sub, &id, Action::Read).await?;
     let body = |status: &str| {
-        json!({
+        let mut body = json!({
             "id": operation_path(subscription, &location, op.id),
             "name": op.id.to_string(),
             "status": status,
             "startTime": op.created_at,
-            "endTime": op.finished_at,
             "properties": { "progress": op.progress },
-        })
+        });
+        // openapi.yaml: endTime is present once the operation ended, never null.
+        if let Some(end) = op.finished_at {
+            body["endTime"] = json!(end);
+        }
+        body
     };
     match op.status {
         OperationStatus::Queued | OperationStatus::Running => {
