@@ -6,7 +6,11 @@ use std::sync::LazyLock;
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, FromRequestParts, Path, Request},
+    extract::{
+        FromRequest, FromRequestParts, Path, Query, Request,
+        path::ErrorKind,
+        rejection::{PathRejection, QueryRejection},
+    },
     http::{StatusCode, request::Parts},
     middleware::Next,
     response::Response,
@@ -77,6 +81,51 @@ fn client_message(error: &serde_json::Error) -> String {
     RUST_TYPE
         .replace_all(&error.to_string(), "a JSON object")
         .into_owned()
+}
+
+/// `Path` with ARM errors: a segment that is not UTF-8 text once percent-decoded
+/// (`%FF`) is a 400 `InvalidParameters`, not axum's plain-text rejection.
+pub struct ArmPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ArmPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(PathRejection::FailedToDeserializePathParams(error)) => {
+                let message = match error.kind() {
+                    ErrorKind::InvalidUtf8InPathParam { .. } => {
+                        "A segment of the request path is not UTF-8 text."
+                    }
+                    _ => "The request path is not valid.",
+                };
+                Err(ApiError::invalid("path", message))
+            }
+            Err(other) => Err(anyhow::anyhow!("path parameters: {}", other.body_text()).into()),
+        }
+    }
+}
+
+/// `Query` with ARM errors: a query string the handler's type cannot take (e.g. a
+/// repeated `$filter`) is a 400 `InvalidParameters`, not axum's plain-text rejection.
+pub struct ArmQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ArmQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|Query(value)| Self(value))
+            .map_err(|rejection: QueryRejection| {
+                let text = rejection.body_text();
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                let detail = RUST_TYPE.replace_all(detail, "a value");
+                ApiError::invalid("query", format!("The query string is not valid: {detail}"))
+            })
+    }
 }
 
 /// The `api-version` of the request, already checked by [`require_api_version`].

@@ -1,9 +1,9 @@
 //! schemathesis fuzzes the real ferry from openapi.yaml with a token holding every
 //! role: no response may be a 5xx, carry an undocumented status, miss a documented
 //! header, or have a content type or body its schema does not allow. Two passes:
-//! "wide" lets schemathesis generate every path parameter (unknown subscriptions,
-//! malformed names); "deep" pins them to resources made here (tests/fuzz/deep.toml)
-//! so generated bodies reach the handlers' real work. ferry runs without workers, so
+//! "wide" (tests/fuzz/wide.toml) lets schemathesis generate every path parameter
+//! (unknown subscriptions, malformed names); "deep" (tests/fuzz/deep.toml) pins them
+//! to resources made here so generated bodies reach the handlers' real work. ferry runs without workers, so
 //! the imports it queues (naming arbitrary registries) are never fetched, and the
 //! fuzzer's own HTTP clients get a dead loopback proxy for anything but ferry.
 //! .ci/run installs schemathesis (tests/sdk/requirements.txt) in FERRY_TEST_PYTHON.
@@ -11,7 +11,7 @@
 use ferry::auth::Role;
 use tokio::process::Command;
 
-use crate::helpers::{TestApp, TestRegistry, access::mint_as, start_app};
+use crate::helpers::{API, TestApp, TestRegistry, access::mint_as, start_app};
 
 /// The checks that make up "zero 5xx and zero schema violations".
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
@@ -62,7 +62,7 @@ async fn fuzz_app() -> TestApp {
 async fn schemathesis(
     python: &str,
     app: &TestApp,
-    config: Option<&str>,
+    config: &str,
     env: &[(String, String)],
     seed: u32,
     examples: u32,
@@ -70,11 +70,9 @@ async fn schemathesis(
     let dir = tempfile::tempdir().unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
     let mut command = Command::new(python);
-    command.args(["-m", "schemathesis.cli"]);
-    if let Some(config) = config {
-        command.args(["--config-file", &format!("{root}/tests/fuzz/{config}")]);
-    }
     command
+        .args(["-m", "schemathesis.cli"])
+        .args(["--config-file", &format!("{root}/tests/fuzz/{config}")])
         .args(["run", &format!("{root}/openapi.yaml"), "--url", &app.base])
         .args(["--header", &format!("Authorization: Bearer {}", app.token)])
         .args(["--checks", CHECKS])
@@ -132,7 +130,7 @@ async fn schemathesis_finds_nothing_with_generated_paths() {
     let app = fuzz_app().await;
     app.create_registry("rg1", "target1", &app.target.host, serde_json::json!({}))
         .await;
-    schemathesis(&python, &app, None, &[], 1, 25).await;
+    schemathesis(&python, &app, "wide.toml", &[], 1, 25).await;
     assert_nothing_fetched(&app).await;
 }
 
@@ -141,7 +139,7 @@ async fn schemathesis_finds_nothing_on_real_resources() {
     let Some(python) = python() else { return };
     let app = fuzz_app().await;
     let env = deep_fixtures(&app).await;
-    schemathesis(&python, &app, Some("deep.toml"), &env, 2, 25).await;
+    schemathesis(&python, &app, "deep.toml", &env, 2, 25).await;
     // The two fixtures plus at least the documented example body were queued.
     assert!(assert_nothing_fetched(&app).await > 2);
 }
@@ -190,9 +188,11 @@ fn var(name: &str, value: impl ToString) -> (String, String) {
     (format!("FERRY_FUZZ_{name}"), value.to_string())
 }
 
-/// Regressions for what schemathesis found, pinned so they stay fixed whatever the
+/// Regressions for what fuzzing found, pinned so they stay fixed whatever the
 /// fuzzer's seed explores: a NUL character in a JSON string was a 500 (PostgreSQL
-/// cannot store it), and a running operation's status carried `"endTime": null`.
+/// cannot store it); a repeated `$filter` and a path segment that is not UTF-8 got
+/// axum's plain-text 400 instead of an ARM error; a running operation's status
+/// carried `"endTime": null`.
 #[tokio::test]
 async fn fuzz_findings_stay_fixed() {
     let app = fuzz_app().await;
@@ -202,7 +202,7 @@ async fn fuzz_findings_stay_fixed() {
         "location": "westus", "sku": { "name": "Standard" },
         "tags": { "team": nul }, "properties": { "loginServer": app.target.host },
     });
-    let path = format!("{}?{}", app.registry_path("target2"), crate::helpers::API);
+    let path = format!("{}?{API}", app.registry_path("target2"));
     let put = app.call(reqwest::Method::PUT, &path, &app.token, Some(registry));
     let import = app.import(
         "target1",
@@ -214,6 +214,20 @@ async fn fuzz_findings_stay_fixed() {
     assert_eq!(import.status(), 400);
     let body: serde_json::Value = import.json().await.unwrap();
     assert_eq!(body["error"]["code"], "InvalidRequestContent", "{body}");
+
+    let sub = app.subscription;
+    for path in [
+        format!("/subscriptions/{sub}/resources?$filter=a&$filter=b&{API}"),
+        format!("/subscriptions/%FF/providers/Microsoft.ContainerRegistry/registries?{API}"),
+        format!("/subscriptions/{sub}/providers/Microsoft.Authorization/roleAssignments/%FF?{API}"),
+    ] {
+        let response = app.request(reqwest::Method::GET, &path, None, None).await;
+        assert_eq!(response.status(), 400, "{path}");
+        let content_type = &response.headers()["content-type"];
+        assert_eq!(content_type, "application/json; charset=utf-8", "{path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "InvalidParameters", "{path}: {body}");
+    }
 
     let location = app
         .start_import(serde_json::json!({
