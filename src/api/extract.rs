@@ -1,6 +1,6 @@
 //! Extractors that turn raw request parts into validated types and turn every
-//! rejection into an ARM error: JSON bodies, ARM path segments, api-version, and the
-//! base URL clients used (for absolute Location headers).
+//! rejection into an ARM error: JSON bodies, path segments, query strings, api-version,
+//! and the base URL clients used (for absolute Location headers).
 
 use std::sync::LazyLock;
 
