@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::{
     Json, Router,
-    extract::{FromRequestParts, Path, Query, State},
+    extract::{FromRequestParts, State},
     http::{StatusCode, request::Parts},
     response::{IntoResponse, Response},
     routing::get,
@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{
     AppState,
     error::ApiError,
-    extract::{ArmJson, group_name, registry_name},
+    extract::{ArmJson, ArmPath, ArmQuery, group_name, registry_name},
     registries::load,
 };
 use crate::{
@@ -178,7 +178,7 @@ async fn put_assignment(
     State(state): State<AppState>,
     Authorized(caller, ..): Authorized<CanManageAccess>,
     Scope(scope): Scope,
-    Path(params): Path<HashMap<String, String>>,
+    ArmPath(params): ArmPath<HashMap<String, String>>,
     ArmJson(body): ArmJson<AssignmentBody>,
 ) -> Result<Response, ApiError> {
     let id = assignment_id(&params)?;
@@ -219,7 +219,7 @@ async fn show_assignment(
     State(state): State<AppState>,
     Authorized(caller, ..): Authorized<CanRead>,
     Scope(scope): Scope,
-    Path(params): Path<HashMap<String, String>>,
+    ArmPath(params): ArmPath<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let id = assignment_id(&params)?;
     caller.require(crate::auth::Action::Read, &scope)?;
@@ -233,7 +233,7 @@ async fn delete_assignment(
     State(state): State<AppState>,
     Authorized(caller, ..): Authorized<CanManageAccess>,
     Scope(scope): Scope,
-    Path(params): Path<HashMap<String, String>>,
+    ArmPath(params): ArmPath<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let id = assignment_id(&params)?;
     caller.require(crate::auth::Action::ManageAccess, &scope)?;
@@ -266,7 +266,7 @@ async fn list_assignments(
     State(state): State<AppState>,
     Authorized(caller, ..): Authorized<CanRead>,
     Scope(scope): Scope,
-    Query(query): Query<ListQuery>,
+    ArmQuery(query): ArmQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let principal = principal_filter(query.filter.as_deref());
     let all = store::list(&state.pool, caller.tenant, scope.subscription).await?;
@@ -310,7 +310,7 @@ async fn list_definitions(
 async fn show_definition(
     Authenticated(_caller): Authenticated,
     Scope(scope): Scope,
-    Path(params): Path<HashMap<String, String>>,
+    ArmPath(params): ArmPath<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let id = params.get("id").cloned().unwrap_or_default();
     ROLE_DEFINITIONS

@@ -5,7 +5,7 @@
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, Request, State},
+    extract::{Request, State},
     http::{Method, StatusCode},
     middleware::Next,
     response::Response,
@@ -14,7 +14,12 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AppState, error::ApiError, extract::subscription_id, middleware::RequestId};
+use super::{
+    AppState,
+    error::ApiError,
+    extract::{ArmPath, ArmQuery, subscription_id},
+    middleware::RequestId,
+};
 use crate::{
     access::store::{self, AuditRecord},
     auth::{Action, Authorized, CanReadAuditLog, Principal},
@@ -139,8 +144,8 @@ fn since(filter: Option<&str>) -> Result<chrono::DateTime<chrono::Utc>, ApiError
 async fn activity_log(
     State(state): State<AppState>,
     Authorized(caller, ..): Authorized<CanReadAuditLog>,
-    Path(sub): Path<String>,
-    Query(query): Query<LogQuery>,
+    ArmPath(sub): ArmPath<String>,
+    ArmQuery(query): ArmQuery<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let sub = subscription_id(&sub)?;
     if !owns_subscription(&state.pool, caller.tenant, sub).await? {

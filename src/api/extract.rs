@@ -1,12 +1,16 @@
 //! Extractors that turn raw request parts into validated types and turn every
-//! rejection into an ARM error: JSON bodies, ARM path segments, api-version, and the
-//! base URL clients used (for absolute Location headers).
+//! rejection into an ARM error: JSON bodies, path segments, query strings, api-version,
+//! and the base URL clients used (for absolute Location headers).
 
 use std::sync::LazyLock;
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, FromRequestParts, Path, Request},
+    extract::{
+        FromRequest, FromRequestParts, Path, Query, Request,
+        path::ErrorKind,
+        rejection::{PathRejection, QueryRejection},
+    },
     http::{StatusCode, request::Parts},
     middleware::Next,
     response::Response,
@@ -41,10 +45,32 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ArmJson<T> {
                     ApiError::InvalidRequestContent("the body could not be read".to_owned())
                 }
             })?;
+        if has_nul_escape(&bytes) {
+            return Err(ApiError::InvalidRequestContent(
+                "strings must not contain the NUL character (\\u0000)".to_owned(),
+            ));
+        }
         serde_json::from_slice(&bytes)
             .map(Self)
             .map_err(|error| ApiError::InvalidRequestContent(client_message(&error)))
     }
+}
+
+/// Whether a JSON text holds the escape `\u0000` (a NUL character) in some string.
+/// PostgreSQL's `text` and `jsonb` cannot store NUL, so such a body would otherwise
+/// fail deep inside a write as an internal error. Raw control characters are
+/// already invalid JSON, so the escape is the only way a NUL can arrive.
+fn has_nul_escape(json: &[u8]) -> bool {
+    let mut rest = json;
+    while let Some(at) = rest.iter().position(|&b| b == b'\\') {
+        let escaped = &rest[at + 1..];
+        if escaped.starts_with(b"u0000") {
+            return true;
+        }
+        // Skip the escaped character so `\\u0000` (a backslash, then text) is not a NUL.
+        rest = escaped.get(1..).unwrap_or_default();
+    }
+    false
 }
 
 static RUST_TYPE: LazyLock<Regex> =
@@ -62,6 +88,51 @@ fn client_message(error: &serde_json::Error) -> String {
     let message = error.to_string();
     let message = RUST_TYPE.replace_all(&message, "a JSON object");
     QUOTED_VALUE.replace_all(&message, "a string").into_owned()
+}
+
+/// `Path` with ARM errors: a segment that is not UTF-8 text once percent-decoded
+/// (`%FF`) is a 400 `InvalidParameters`, not axum's plain-text rejection.
+pub struct ArmPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ArmPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(PathRejection::FailedToDeserializePathParams(error)) => {
+                let message = match error.kind() {
+                    ErrorKind::InvalidUtf8InPathParam { .. } => {
+                        "A segment of the request path is not UTF-8 text."
+                    }
+                    _ => "The request path is not valid.",
+                };
+                Err(ApiError::invalid("path", message))
+            }
+            Err(other) => Err(anyhow::anyhow!("path parameters: {}", other.body_text()).into()),
+        }
+    }
+}
+
+/// `Query` with ARM errors: a query string the handler's type cannot take (e.g. a
+/// repeated `$filter`) is a 400 `InvalidParameters`, not axum's plain-text rejection.
+pub struct ArmQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ArmQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|Query(value)| Self(value))
+            .map_err(|rejection: QueryRejection| {
+                let text = rejection.body_text();
+                let detail = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                let detail = RUST_TYPE.replace_all(detail, "a value");
+                ApiError::invalid("query", format!("The query string is not valid: {detail}"))
+            })
+    }
 }
 
 /// The `api-version` of the request, already checked by [`require_api_version`].
@@ -213,6 +284,16 @@ mod tests {
             assert!(message.starts_with(expected), "{message}");
             assert!(!message.contains("hunter"), "{message}");
         }
+    }
+
+    #[test]
+    fn nul_escapes_are_found_and_escaped_backslashes_are_not() {
+        assert!(has_nul_escape(br#"{"a":"x\u0000y"}"#));
+        assert!(has_nul_escape(br#"{"\u0000":1}"#));
+        assert!(!has_nul_escape(br#"{"a":"x\\u0000y"}"#));
+        assert!(has_nul_escape(br#"{"a":"x\\\u0000y"}"#));
+        assert!(!has_nul_escape(br#"{"a":"\u0001"}"#));
+        assert!(!has_nul_escape(br#"{"a":"trailing\"#));
     }
 
     #[test]

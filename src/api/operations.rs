@@ -3,7 +3,7 @@
 
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::State,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{
     AppState,
     error::ApiError,
-    extract::{ApiVersion, BaseUrl, subscription_id},
+    extract::{ApiVersion, ArmPath, BaseUrl, subscription_id},
 };
 use crate::{
     access::{Caller, ScopePath},
@@ -102,7 +102,7 @@ async fn load(
 async fn cancel(
     State(state): State<AppState>,
     Authorized(caller, ..): Authorized<CanImport>,
-    Path((sub, location, id)): Path<(String, String, String)>,
+    ArmPath((sub, location, id)): ArmPath<(String, String, String)>,
     ApiVersion(version): ApiVersion,
     BaseUrl(base): BaseUrl,
 ) -> Result<Response, ApiError> {
@@ -128,20 +128,24 @@ async fn cancel(
 async fn poll(
     State(state): State<AppState>,
     Authorized(caller, ..): Authorized<CanRead>,
-    Path((sub, location, id)): Path<(String, String, String)>,
+    ArmPath((sub, location, id)): ArmPath<(String, String, String)>,
     ApiVersion(version): ApiVersion,
     BaseUrl(base): BaseUrl,
 ) -> Result<Response, ApiError> {
     let (subscription, op) = load(&state, &caller, &sub, &id, Action::Read).await?;
     let body = |status: &str| {
-        json!({
+        let mut body = json!({
             "id": operation_path(subscription, &location, op.id),
             "name": op.id.to_string(),
             "status": status,
             "startTime": op.created_at,
-            "endTime": op.finished_at,
             "properties": { "progress": op.progress },
-        })
+        });
+        // openapi.yaml: endTime is present once the operation ended, never null.
+        if let Some(end) = op.finished_at {
+            body["endTime"] = json!(end);
+        }
+        body
     };
     match op.status {
         OperationStatus::Queued | OperationStatus::Running => {

@@ -3,7 +3,7 @@
 
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::get,
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::{
     AppState,
     error::ApiError,
-    extract::{ArmJson, RegistryPath, group_name, subscription_id},
+    extract::{ArmJson, ArmPath, RegistryPath, group_name, subscription_id},
 };
 use crate::{
     access::{Caller, ScopePath},
@@ -164,7 +164,7 @@ pub(super) fn readable<'a>(
 async fn list_in_group(
     State(state): State<AppState>,
     Authorized(caller, ..): Authorized<CanRead>,
-    Path((sub, group)): Path<(String, String)>,
+    ArmPath((sub, group)): ArmPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let (sub, group) = (subscription_id(&sub)?, group_name(&group)?);
     Ok(page(
@@ -176,7 +176,7 @@ async fn list_in_group(
 async fn list_in_subscription(
     State(state): State<AppState>,
     Authorized(caller, ..): Authorized<CanRead>,
-    Path(sub): Path<String>,
+    ArmPath(sub): ArmPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let sub = subscription_id(&sub)?;
     Ok(page(

@@ -1,15 +1,15 @@
 //! `GET /subscriptions` (what `az login` lists) and the ARM resources filter the CLI
 //! uses to find a registry's resource group.
 
-use axum::{
-    Json, Router,
-    extract::{Path, Query, State},
-    routing::get,
-};
+use axum::{Json, Router, extract::State, routing::get};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AppState, error::ApiError, extract::subscription_id};
+use super::{
+    AppState,
+    error::ApiError,
+    extract::{ArmPath, ArmQuery, subscription_id},
+};
 use crate::{
     auth::{Authenticated, Authorized, CanRead, TenantId},
     registries::{self, RESOURCE_TYPE},
@@ -47,7 +47,7 @@ async fn list(
 async fn show(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    Path(sub): Path<String>,
+    ArmPath(sub): ArmPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let sub = subscription_id(&sub)?;
     if !registries::store::owns_subscription(&state.pool, caller.tenant, sub).await? {
@@ -67,8 +67,8 @@ struct ResourcesQuery {
 async fn resources(
     State(state): State<AppState>,
     Authorized(caller, ..): Authorized<CanRead>,
-    Path(sub): Path<String>,
-    Query(query): Query<ResourcesQuery>,
+    ArmPath(sub): ArmPath<String>,
+    ArmQuery(query): ArmQuery<ResourcesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let sub = subscription_id(&sub)?;
     let wanted = query.filter.as_deref().is_none_or(|filter| {

@@ -21,6 +21,7 @@ mod copy_kinds;
 mod copy_mount;
 mod copy_progress;
 mod embedded;
+mod fuzz;
 mod helpers;
 mod imports;
 mod lifecycle;
