@@ -234,14 +234,7 @@ pub struct TokenArgs {
 
 /// Parses `90s`, `30m`, `1h`, `2d` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 30m or 1h"))?;
+    let (number, unit) = number_and_unit(text, "a duration like 30m or 1h")?;
     let seconds = match unit {
         "" | "s" => 1,
         "m" => 60,
@@ -250,6 +243,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         _ => return Err(format!("unknown unit `{unit}`: use s, m, h or d")),
     };
     Ok(Duration::from_secs(number * seconds))
+}
+
+/// Splits `30m` or `64 MiB` into its number and its (trimmed) unit; `what` names
+/// the expected form in the error.
+fn number_and_unit<'a>(text: &'a str, what: &str) -> Result<(u64, &'a str), String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not {what}"))?;
+    Ok((number, unit.trim()))
 }
 
 #[cfg(test)]

@@ -73,15 +73,8 @@ impl LimitsConfig {
 /// Parses `1048576`, `512KiB`, `64MiB`, `100GiB`, `1TiB` (binary units only, so
 /// no one wonders whether a "GB" means 10⁹ or 2³⁰).
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size like 512MiB or 100GiB"))?;
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+    let (number, unit) = super::number_and_unit(text, "a size like 512MiB or 100GiB")?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 0,
         "kib" => 10,
         "mib" => 20,
@@ -91,7 +84,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     };
     number
         .checked_mul(1 << shift)
-        .ok_or_else(|| format!("`{text}` is too large"))
+        .ok_or_else(|| format!("`{}` is too large", text.trim()))
 }
 
 #[cfg(test)]
