@@ -10,7 +10,7 @@ use crate::auth::Role;
 
 mod egress;
 mod limits;
-pub mod secrets;
+mod secrets;
 
 pub use egress::EgressConfig;
 pub use limits::{LimitsConfig, parse_size};
