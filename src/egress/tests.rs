@@ -206,3 +206,41 @@ async fn mixed_answers_keep_only_public_addresses() {
         vec!["93.184.216.34".parse::<IpAddr>().unwrap()]
     );
 }
+
+#[tokio::test]
+async fn names_resolving_into_any_blocked_range_are_refused() {
+    let ranges = [
+        "0.1.2.3",
+        "10.0.0.1",
+        "100.64.0.1",
+        "127.0.0.2",
+        "169.254.169.254",
+        "172.16.0.1",
+        "192.168.0.1",
+        "198.18.0.1",
+        "224.0.0.1",
+        "255.255.255.255",
+        "168.63.129.16",
+        "::1",
+        "fc00::1",
+        "fe80::1",
+        "::ffff:169.254.169.254",
+        "64:ff9b::a00:1",
+    ];
+    let table = StaticLookup(
+        ranges
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| (format!("n{i}.example"), vec![ip.parse().unwrap()]))
+            .collect(),
+    );
+    let resolver = GuardedResolver::new(Arc::new(policy(&[])), Arc::new(table));
+    for (i, ip) in ranges.iter().enumerate() {
+        let error = resolver
+            .allowed(&format!("n{i}.example"))
+            .await
+            .unwrap_err();
+        assert!(Refused::found_in(error.as_ref()).is_some(), "{ip}: {error}");
+        assert!(!error.to_string().contains(ip), "{ip} leaked: {error}");
+    }
+}
