@@ -17,7 +17,7 @@ use crate::{
     config::ServeConfig,
     crypto::Keyring,
     db::Database,
-    egress::SystemLookup,
+    egress::{Lookup, SystemLookup},
     operations::quota::TenantLimits,
     registry_client::{ClientSettings, RegistryClient},
     worker::{Worker, WorkerSettings, pool::WorkerPool},
@@ -35,6 +35,8 @@ pub struct AppState {
     pub listen: SocketAddr,
     /// What one tenant may queue and submit.
     pub tenant_limits: TenantLimits,
+    /// How names resolve, for the closed-registry rule (see `api::imports`).
+    pub lookup: Arc<dyn Lookup>,
 }
 
 /// A started ferry: server (unless `--no-api`) and workers running.
@@ -53,6 +55,11 @@ impl RunningApp {
     /// Binds the server and starts `config.workers` workers on `pool`.
     pub async fn start(config: &ServeConfig, pool: PgPool) -> anyhow::Result<Self> {
         let sealer = Arc::new(Keyring::load(&config.secrets, &config.database.data_dir)?);
+        let lookup: Arc<dyn Lookup> = config
+            .egress
+            .lookup
+            .clone()
+            .unwrap_or_else(|| Arc::new(SystemLookup));
         let state = AppState {
             pool: pool.clone(),
             verifier: Arc::new(TokenVerifier::from_config(&config.auth)?),
@@ -61,16 +68,13 @@ impl RunningApp {
             tls: config.tls_cert.is_some(),
             listen: config.listen,
             tenant_limits: config.limits.tenant(),
+            lookup: lookup.clone(),
         };
         let client = RegistryClient::with_settings(ClientSettings {
             insecure: config.insecure_registries.clone(),
             host_concurrency: config.host_concurrency,
             egress: Arc::new(config.egress.policy()?),
-            lookup: config
-                .egress
-                .lookup
-                .clone()
-                .unwrap_or_else(|| Arc::new(SystemLookup)),
+            lookup,
             request_timeout: config.limits.registry_request_timeout,
             ..ClientSettings::default()
         })?;

@@ -20,6 +20,7 @@ use super::{
 use crate::{
     access::{Caller, ScopePath},
     auth::{Action, Authorized, CanImport},
+    egress,
     operations::{
         OperationId,
         quota::Limited,
@@ -62,7 +63,12 @@ async fn import_image(
     check_target_policy(&target)?;
     let source = match &request.locator {
         SourceLocator::Uri(host) => {
-            if crate::registries::store::closed_to_public(&state.pool, host).await? {
+            // Closing only means something where ferry would be the bridge: a host it
+            // reaches at an internal address. A public host stays open to everyone,
+            // whoever declares a closed resource for it.
+            if crate::registries::store::closed_to_public(&state.pool, host).await?
+                && egress::reaches_internal(state.lookup.as_ref(), host).await
+            {
                 return Err(ApiError::invalid(
                     "source.registryUri",
                     format!(

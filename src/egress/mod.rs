@@ -13,7 +13,7 @@ use std::{net::IpAddr, sync::Arc};
 use url::{Host, Url};
 
 pub use exceptions::{Exception, HostPattern};
-pub use resolver::{GuardedResolver, Lookup, StaticLookup, SystemLookup};
+pub use resolver::{GuardedResolver, Lookup, StaticLookup, SystemLookup, reaches_internal};
 
 /// Redirect hops one request may follow.
 pub const MAX_REDIRECTS: usize = 5;

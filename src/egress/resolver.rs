@@ -8,12 +8,16 @@ use std::{
     io,
     net::{IpAddr, SocketAddr},
     sync::Arc,
+    time::Duration,
 };
 
 use futures_util::future::BoxFuture;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use super::{EgressPolicy, Refused};
+use super::{EgressPolicy, Refused, ranges};
+
+/// How long [`reaches_internal`] waits for a name.
+const REACH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where names get their addresses: the system resolver in production, a fixed
 /// table in tests.
@@ -92,5 +96,28 @@ impl Resolve for GuardedResolver {
             let addrs: Addrs = Box::new(allowed.into_iter().map(|ip| SocketAddr::new(ip, 0)));
             Ok(addrs)
         })
+    }
+}
+
+/// Whether `authority` (`host[:port]`) is reached at an internal address from
+/// where ferry runs: an internal IP literal, or a name with an internal address.
+/// A lookup that fails or takes over [`REACH_TIMEOUT`] counts as internal, so that
+/// doubt keeps a closed registry closed.
+pub async fn reaches_internal(lookup: &dyn Lookup, authority: &str) -> bool {
+    let Ok(url) = url::Url::parse(&format!("http://{authority}/")) else {
+        return true;
+    };
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ranges::is_internal(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => ranges::is_internal(IpAddr::V6(ip)),
+        Some(url::Host::Domain(name)) => {
+            match tokio::time::timeout(REACH_TIMEOUT, lookup.lookup(name)).await {
+                Ok(Ok(addresses)) if !addresses.is_empty() => {
+                    addresses.into_iter().any(ranges::is_internal)
+                }
+                _ => true,
+            }
+        }
+        None => true,
     }
 }

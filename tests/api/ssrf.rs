@@ -345,3 +345,40 @@ async fn credentials_reach_only_token_realms_of_the_registrys_own_domain() {
     assert_eq!(status, 200, "{body}");
     skopeo::assert_manifest(&app.target, "app:v1", &image.manifest).await;
 }
+
+#[tokio::test]
+async fn a_closed_resource_cannot_close_a_public_registry_to_others() {
+    let mut table = lookup();
+    table
+        .0
+        .insert("public.test".into(), vec!["93.184.216.34".parse().unwrap()]);
+    // No workers: nothing is ever fetched, only the API's decision counts.
+    let app = start_app(
+        0,
+        TestRegistry::start().await,
+        TestRegistry::start().await,
+        &[],
+        |config| config.egress.lookup = Some(Arc::new(table)),
+        mint_all_roles,
+    )
+    .await;
+    app.create_target().await;
+    for (name, host) in [("public1", "public.test"), ("internal1", "internal.test")] {
+        let response = app
+            .put_registry_properties(
+                name,
+                json!({ "loginServer": host, "publicNetworkAccess": "Disabled" }),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    }
+    // A public host stays open to registryUri imports whoever declares it closed ...
+    let response = app.import("target1", from_uri("public.test")).await;
+    assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+    // ... while a closed registry ferry reaches internally is refused.
+    let response = app.import("target1", from_uri("internal.test")).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["target"], "source.registryUri", "{body}");
+    assert_eq!(app.operation_count().await, 1);
+}

@@ -272,7 +272,8 @@ impl TestApp {
         .await
     }
 
-    async fn put_registry_properties(&self, name: &str, properties: Value) -> Response {
+    /// PUT a registry with the given `properties` (westus, Standard).
+    pub async fn put_registry_properties(&self, name: &str, properties: Value) -> Response {
         let body = json!({ "location": "westus", "sku": { "name": "Standard" }, "properties": properties });
         self.request(
             Method::PUT,
