@@ -633,7 +633,7 @@ class Ferry:
                     "FERRY_LISTEN": self.host,
                     "FERRY_DATA_DIR": str(workdir / "ferry-data"),
                     "FERRY_JWT_SECRET": self.secret,
-                    "FERRY_ENCRYPTION_KEY": os.urandom(32).hex(),
+                    "FERRY_SECRET_KEY": os.urandom(32).hex(),
                     "FERRY_INSECURE_REGISTRIES": ",".join(insecure),
                     "FERRY_ALLOWED_PRIVATE_HOSTS": "127.0.0.1",
                     "RUST_LOG": os.environ.get("RUST_LOG", "info"),
