@@ -36,15 +36,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ArmJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge
-                } else {
-                    ApiError::InvalidRequestContent("the body could not be read".to_owned())
-                }
-            })?;
+        let bytes = tokio::time::timeout(
+            super::BODY_READ_TIMEOUT,
+            Bytes::from_request(request, state),
+        )
+        .await
+        .map_err(|_| {
+            ApiError::InvalidRequestContent(format!(
+                "the body did not arrive within {} s",
+                super::BODY_READ_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::InvalidRequestContent("the body could not be read".to_owned())
+            }
+        })?;
         if has_nul_escape(&bytes) {
             return Err(ApiError::InvalidRequestContent(
                 "strings must not contain the NUL character (\\u0000)".to_owned(),

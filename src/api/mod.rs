@@ -33,6 +33,9 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// 16 KiB even with group claims.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
+/// How long a client may take to send a JSON body once its head has arrived.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How long a client may take to send a request head over HTTP/1 before the
 /// connection is closed (slow-header clients would otherwise hold connections).
 pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
