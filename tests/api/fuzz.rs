@@ -111,6 +111,9 @@ async fn schemathesis(
         text.contains(" passed"),
         "schemathesis ran no test:\n{text}"
     );
+    // The summary (operations, test cases, checks) for `--nocapture` runs.
+    let lines: Vec<&str> = text.lines().collect();
+    eprintln!("{}", lines[lines.len().saturating_sub(25)..].join("\n"));
 }
 
 /// Every queued operation is still untouched: no worker ever fetched a source.
