@@ -11,7 +11,7 @@
 use ferry::auth::Role;
 use tokio::process::Command;
 
-use crate::helpers::{API, TestApp, TestRegistry, access::mint_as, start_app};
+use crate::helpers::{API, TestApp, TestRegistry, access::mint_as, output_text, start_app};
 
 /// The checks that make up "zero 5xx and zero schema violations", and ignored_auth:
 /// every secured operation must refuse a request without a valid token.
@@ -98,11 +98,7 @@ async fn schemathesis(
         .env("NO_PROXY", "127.0.0.1")
         .env("no_proxy", "127.0.0.1");
     let output = command.output().await.unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text = output_text(&output);
     assert!(
         output.status.success(),
         "schemathesis found problems:\n{text}"

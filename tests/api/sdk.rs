@@ -4,7 +4,7 @@
 
 use tokio::process::Command;
 
-use crate::helpers::{images, spawn_app};
+use crate::helpers::{images, output_text, spawn_app};
 
 async fn run_sdk(
     app: &crate::helpers::TestApp,
@@ -38,11 +38,7 @@ async fn run_sdk(
         .output()
         .await
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text = output_text(&output);
     assert!(
         output.status.success(),
         "SDK run (expect {expect}) failed:\n{text}"

@@ -182,18 +182,9 @@ async fn no_secret_reaches_a_response_a_log_line_or_a_database_column() {
     .with_basic("the write login", WRITE_LOGIN);
 
     // Registries with write-only logins, read back every way the API offers.
-    assert_eq!(
-        caller
-            .put_registry("target1", &target.host, Some(WRITE_LOGIN))
-            .await,
-        201
-    );
-    assert_eq!(
-        caller
-            .put_registry("source1", &source.host, Some(SOURCE_LOGIN))
-            .await,
-        201
-    );
+    caller
+        .put_logged_in_pair((&target.host, WRITE_LOGIN), (&source.host, SOURCE_LOGIN))
+        .await;
     let patch = json!({ "properties": { "credentials": { "username": WRITE_LOGIN.0, "password": WRITE_LOGIN.1 } } });
     let target1 = format!("{}?{API}", caller.registry_path("target1"));
     assert_eq!(

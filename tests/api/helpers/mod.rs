@@ -77,6 +77,15 @@ pub async fn fresh_database() -> PgPool {
     pool
 }
 
+/// A finished process's standard output followed by its standard error.
+pub fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// The internal address tests let ferry reach: every test registry listens on
 /// 127.0.0.1, while 127.0.0.2 and 127.0.0.3 (also loopback) stand for refused
 /// internal hosts.

@@ -100,6 +100,25 @@ impl Caller {
         self.send(Method::PUT, &path, Some(body)).await.0
     }
 
+    /// Creates `target1` on `target` with the write login and `source1` on `source`
+    /// with the source login, asserting both are created.
+    pub(super) async fn put_logged_in_pair(
+        &self,
+        (target, write_login): (&str, (&str, &str)),
+        (source, source_login): (&str, (&str, &str)),
+    ) {
+        assert_eq!(
+            self.put_registry("target1", target, Some(write_login))
+                .await,
+            201
+        );
+        assert_eq!(
+            self.put_registry("source1", source, Some(source_login))
+                .await,
+            201
+        );
+    }
+
     /// POSTs importImage on `target1`; returns the status, poll URL and body.
     pub(super) async fn import(&self, body: Value) -> (u16, Option<String>, Value) {
         let path = format!("{}/importImage?{API}", self.registry_path("target1"));

@@ -59,18 +59,9 @@ async fn keys_rotate_without_losing_a_credential() {
         .start("key-a")
         .await;
     let caller = Caller::new(&old.base, token(JWT_SECRET, tenant));
-    assert_eq!(
-        caller
-            .put_registry("target1", &target.host, Some(WRITE_LOGIN))
-            .await,
-        201
-    );
-    assert_eq!(
-        caller
-            .put_registry("source1", &source.host, Some(SOURCE_LOGIN))
-            .await,
-        201
-    );
+    caller
+        .put_logged_in_pair((&target.host, WRITE_LOGIN), (&source.host, SOURCE_LOGIN))
+        .await;
     let first = caller
         .queue(from_uri(&source.host, "team/first:v1", SOURCE_LOGIN))
         .await;
